@@ -1,0 +1,270 @@
+//! The decoder-only transformer forward pass shared by every architecture, and its KV cache.
+//!
+//! One readable path (llama2.c style): embeddings → per layer [RMSNorm → q/k/v → (q/k norm) →
+//! RoPE → KV write → causal GQA attention → (attn sub-norm) → o_proj → residual → RMSNorm →
+//! gate/up → act·up → (ffn sub-norm) → down → residual] → final norm → LM head. Architecture
+//! differences are flags on [`crate::arch::ArchSpec`] and on the loaded weights (biases, norms,
+//! formats), so Llama, Mistral, Qwen2/3 and BitNet all run this code.
+//!
+//! Buffers live in a [`Workspace`] reused across calls: after the first call at a given batch
+//! size, a decode step allocates nothing.
+
+use crate::config::ModelConfig;
+use crate::linear::{Linear, LinearScratch};
+use crate::rope::Rope;
+use crate::{ModelError, Result};
+use tern_kernels::dense::DenseMatrix;
+use tern_kernels::ops::{self, AttnShape};
+use tern_kernels::ThreadPool;
+
+/// Weights of one decoder layer.
+#[derive(Debug)]
+pub struct Layer {
+    pub attn_norm: Vec<f32>,
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    pub q_norm: Option<Vec<f32>>,
+    pub k_norm: Option<Vec<f32>>,
+    pub attn_sub_norm: Option<Vec<f32>>,
+    pub ffn_norm: Vec<f32>,
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+    pub ffn_sub_norm: Option<Vec<f32>>,
+}
+
+/// A loaded model: configuration plus bound weights.
+#[derive(Debug)]
+pub struct Model {
+    pub config: ModelConfig,
+    pub embed: DenseMatrix,
+    pub layers: Vec<Layer>,
+    pub norm: Vec<f32>,
+    /// The LM head; `None` means tied to `embed`.
+    pub lm_head: Option<Linear>,
+    pub rope: Rope,
+}
+
+/// Per-sequence KV cache: `[layer][kv_head][position][head_dim]` in f32.
+#[derive(Debug)]
+pub struct KvCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    capacity: usize,
+    len: usize,
+    n_kv: usize,
+    head_dim: usize,
+}
+
+impl KvCache {
+    /// A cache for up to `capacity` positions.
+    pub fn new(cfg: &ModelConfig, capacity: usize) -> KvCache {
+        let per = cfg.n_kv_heads * capacity * cfg.head_dim;
+        KvCache {
+            k: (0..cfg.n_layers).map(|_| vec![0f32; per]).collect(),
+            v: (0..cfg.n_layers).map(|_| vec![0f32; per]).collect(),
+            capacity,
+            len: 0,
+            n_kv: cfg.n_kv_heads,
+            head_dim: cfg.head_dim,
+        }
+    }
+    /// Positions filled.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+    /// Forgets positions `n..` (e.g. to reuse a shared prompt prefix).
+    pub fn truncate(&mut self, n: usize) {
+        self.len = self.len.min(n);
+    }
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        2 * self.k.len() * self.n_kv * self.capacity * self.head_dim * 4
+    }
+}
+
+/// Which logits a forward call returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// One row per input token.
+    All,
+    /// Only the last token's row.
+    Last,
+}
+
+/// Reusable activations and scratch for [`Model::forward`].
+#[derive(Default, Debug)]
+pub struct Workspace {
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    o: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    inv_freq: Vec<f32>,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    lin: LinearScratch,
+    /// Logits of the last forward call.
+    pub logits: Vec<f32>,
+}
+
+fn resize(v: &mut Vec<f32>, n: usize) {
+    v.resize(n, 0.0);
+}
+
+impl Model {
+    /// Runs `tokens` (positions `cache.len()..`) through the model, appending to the cache, and
+    /// leaves the requested logits in `ws.logits` (`rows × vocab`).
+    pub fn forward(
+        &self,
+        pool: &ThreadPool,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        ws: &mut Workspace,
+        which: Logits,
+    ) -> Result<()> {
+        let c = &self.config;
+        let t_n = tokens.len();
+        if t_n == 0 {
+            ws.logits.clear();
+            return Ok(());
+        }
+        let pos0 = cache.len;
+        if pos0 + t_n > cache.capacity {
+            return Err(ModelError::ContextFull { needed: pos0 + t_n, capacity: cache.capacity });
+        }
+        for (i, &id) in tokens.iter().enumerate() {
+            if id as usize >= self.embed.rows() {
+                return Err(ModelError::TokenOutOfRange { id, pos: pos0 + i, vocab: self.embed.rows() });
+            }
+        }
+        let (h, hd, nh, nkv, ffn) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads, c.ffn);
+        resize(&mut ws.x, t_n * h);
+        resize(&mut ws.xn, t_n * h);
+        resize(&mut ws.q, t_n * nh * hd);
+        resize(&mut ws.k, t_n * nkv * hd);
+        resize(&mut ws.v, t_n * nkv * hd);
+        resize(&mut ws.att, t_n * nh * hd);
+        resize(&mut ws.o, t_n * h);
+        resize(&mut ws.gate, t_n * ffn);
+        resize(&mut ws.up, t_n * ffn);
+
+        for (t, &id) in tokens.iter().enumerate() {
+            self.embed.row_to_f32(id as usize, &mut ws.x[t * h..(t + 1) * h]);
+        }
+
+        // RoPE tables for this call's positions.
+        let half = self.rope.rot_dim / 2;
+        self.rope.inv_freq_for(pos0 + t_n, &mut ws.inv_freq);
+        resize(&mut ws.cos, t_n * half);
+        resize(&mut ws.sin, t_n * half);
+        for t in 0..t_n {
+            let (cs, sn) = (&mut ws.cos[t * half..(t + 1) * half], &mut ws.sin[t * half..(t + 1) * half]);
+            self.rope.cos_sin(&ws.inv_freq, pos0 + t, cs, sn);
+        }
+
+        let eps = c.rms_eps;
+        let cap = cache.capacity;
+        for (li, layer) in self.layers.iter().enumerate() {
+            // --- attention block ---
+            ops::rms_norm(&ws.x, &layer.attn_norm, eps, 0.0, &mut ws.xn);
+            layer.q.forward(pool, &ws.xn, &mut ws.q, &mut ws.lin);
+            layer.k.forward(pool, &ws.xn, &mut ws.k, &mut ws.lin);
+            layer.v.forward(pool, &ws.xn, &mut ws.v, &mut ws.lin);
+            if let Some(w) = &layer.q_norm {
+                ops::rms_norm_inplace(&mut ws.q, w, eps, 0.0);
+            }
+            if let Some(w) = &layer.k_norm {
+                ops::rms_norm_inplace(&mut ws.k, w, eps, 0.0);
+            }
+            for t in 0..t_n {
+                let (cs, sn) = (&ws.cos[t * half..(t + 1) * half], &ws.sin[t * half..(t + 1) * half]);
+                ops::rope_rotate_half(&mut ws.q[t * nh * hd..(t + 1) * nh * hd], hd, cs, sn);
+                ops::rope_rotate_half(&mut ws.k[t * nkv * hd..(t + 1) * nkv * hd], hd, cs, sn);
+            }
+            // KV write: cache layout [kv_head][pos][d].
+            let (kc, vc) = (&mut cache.k[li], &mut cache.v[li]);
+            for t in 0..t_n {
+                for g in 0..nkv {
+                    let dst = (g * cap + pos0 + t) * hd;
+                    let src = (t * nkv + g) * hd;
+                    kc[dst..dst + hd].copy_from_slice(&ws.k[src..src + hd]);
+                    vc[dst..dst + hd].copy_from_slice(&ws.v[src..src + hd]);
+                }
+            }
+            let shape = AttnShape {
+                n_heads: nh,
+                n_kv_heads: nkv,
+                head_dim: hd,
+                capacity: cap,
+                pos0,
+                scale: 1.0 / (hd as f32).sqrt(),
+                window: c.sliding_window,
+            };
+            ops::attention(pool, shape, &ws.q, kc, vc, &mut ws.att);
+            if let Some(w) = &layer.attn_sub_norm {
+                ops::rms_norm_inplace(&mut ws.att, w, eps, 0.0);
+            }
+            layer.o.forward(pool, &ws.att, &mut ws.o, &mut ws.lin);
+            ops::add_inplace(&mut ws.x, &ws.o);
+
+            // --- MLP block ---
+            ops::rms_norm(&ws.x, &layer.ffn_norm, eps, 0.0, &mut ws.xn);
+            layer.gate.forward(pool, &ws.xn, &mut ws.gate, &mut ws.lin);
+            layer.up.forward(pool, &ws.xn, &mut ws.up, &mut ws.lin);
+            ops::glu(c.act, &mut ws.gate, &ws.up);
+            if let Some(w) = &layer.ffn_sub_norm {
+                ops::rms_norm_inplace(&mut ws.gate, w, eps, 0.0);
+            }
+            layer.down.forward(pool, &ws.gate, &mut ws.o, &mut ws.lin);
+            ops::add_inplace(&mut ws.x, &ws.o);
+        }
+        cache.len = pos0 + t_n;
+
+        // --- head ---
+        let rows = match which {
+            Logits::All => 0..t_n,
+            Logits::Last => t_n - 1..t_n,
+        };
+        let n_rows = rows.len();
+        let xs = &ws.x[rows.start * h..rows.end * h];
+        ops::rms_norm(xs, &self.norm, eps, 0.0, &mut ws.xn[..n_rows * h]);
+        let vocab = self.vocab();
+        resize(&mut ws.logits, n_rows * vocab);
+        match &self.lm_head {
+            Some(head) => head.forward(pool, &ws.xn[..n_rows * h], &mut ws.logits, &mut ws.lin),
+            None => tern_kernels::dense::matmul(pool, &self.embed, &ws.xn[..n_rows * h], &mut ws.logits),
+        }
+        Ok(())
+    }
+
+    /// Output vocabulary size (rows of the LM head).
+    pub fn vocab(&self) -> usize {
+        match &self.lm_head {
+            Some(h) => h.out_features(),
+            None => self.embed.rows(),
+        }
+    }
+
+    /// Weight bytes read per decoded token (all layers + head), for bandwidth reports.
+    pub fn weight_bytes_per_token(&self) -> usize {
+        let lin: usize = self
+            .layers
+            .iter()
+            .map(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down].iter().map(|x| x.weight_bytes()).sum::<usize>())
+            .sum();
+        lin + self.lm_head.as_ref().map(|h| h.weight_bytes()).unwrap_or(self.embed.byte_len())
+    }
+}

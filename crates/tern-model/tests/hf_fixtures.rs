@@ -1,0 +1,158 @@
+//! Logits of every HF fixture (tests/fixtures/hf, made by tools/fixtures/make_hf_fixtures.py with
+//! transformers 5.17 in float32) against our forward pass: for every position,
+//! ‖ours − ref‖₂ / ‖ref‖₂ ≤ 1e-3 and our argmax inside the reference top-3. Also checks that
+//! prefill + token-by-token decode through the KV cache gives the same logits as one full pass.
+
+use std::path::{Path, PathBuf};
+use tern_formats::SafetensorsSet;
+use tern_kernels::ThreadPool;
+use tern_model::load::load_hf_dir;
+use tern_model::{KvCache, Logits, Workspace};
+
+fn fixtures_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/hf")
+}
+
+struct Reference {
+    ids: Vec<u32>,
+    logits: Vec<f32>,
+    vocab: usize,
+}
+
+fn reference(dir: &Path) -> Reference {
+    let set = SafetensorsSet::open_files(&[dir.join("reference.safetensors")]).unwrap();
+    let ids = set.get("input_ids").unwrap().to_i64().unwrap().into_iter().map(|x| x as u32).collect();
+    let l = set.get("logits").unwrap();
+    Reference { ids, vocab: l.shape[1], logits: l.to_f32().unwrap() }
+}
+
+fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().fold(0, |b, (i, x)| if *x > v[b] { i } else { b })
+}
+
+fn top3(v: &[f32]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
+    idx.truncate(3);
+    idx
+}
+
+/// Runs one fixture; returns the worst per-position relative L2 error.
+fn check(name: &str) -> f64 {
+    let dir = fixtures_root().join(name);
+    let model = load_hf_dir(&dir, None).unwrap_or_else(|e| panic!("{name}: load failed: {e}"));
+    let r = reference(&dir);
+    assert_eq!(model.vocab(), r.vocab, "{name}: vocab");
+    let pool = ThreadPool::new(2);
+    let mut cache = KvCache::new(&model.config, r.ids.len());
+    let mut ws = Workspace::default();
+    model.forward(&pool, &r.ids, &mut cache, &mut ws, Logits::All).unwrap();
+    let v = r.vocab;
+    let mut worst = 0f64;
+    for t in 0..r.ids.len() {
+        let ours = &ws.logits[t * v..(t + 1) * v];
+        let want = &r.logits[t * v..(t + 1) * v];
+        let e = rel_l2(ours, want);
+        worst = worst.max(e);
+        assert!(e <= 1e-3, "{name}: position {t}: relative L2 error {e:.3e} > 1e-3");
+        let am = argmax(ours);
+        assert!(
+            top3(want).contains(&am),
+            "{name}: position {t}: our argmax {am} not in reference top-3 {:?}",
+            top3(want)
+        );
+    }
+    eprintln!("{name}: worst relative L2 error over {} positions = {worst:.3e}", r.ids.len());
+    worst
+}
+
+/// Prefill the first half, then decode one token at a time: same logits as the full pass.
+fn check_incremental(name: &str) {
+    let dir = fixtures_root().join(name);
+    let model = load_hf_dir(&dir, None).unwrap();
+    let r = reference(&dir);
+    let pool = ThreadPool::new(2);
+    let mut ws = Workspace::default();
+    let mut full_cache = KvCache::new(&model.config, r.ids.len());
+    model.forward(&pool, &r.ids, &mut full_cache, &mut ws, Logits::All).unwrap();
+    let full = ws.logits.clone();
+    let v = r.vocab;
+    let mut cache = KvCache::new(&model.config, r.ids.len());
+    let half = r.ids.len() / 2;
+    model.forward(&pool, &r.ids[..half], &mut cache, &mut ws, Logits::Last).unwrap();
+    assert!(rel_l2(&ws.logits, &full[(half - 1) * v..half * v]) < 1e-5, "{name}: prefill last row");
+    for t in half..r.ids.len() {
+        model.forward(&pool, &r.ids[t..t + 1], &mut cache, &mut ws, Logits::Last).unwrap();
+        let e = rel_l2(&ws.logits, &full[t * v..(t + 1) * v]);
+        assert!(e < 1e-5, "{name}: decode position {t}: {e:.3e}");
+    }
+}
+
+macro_rules! fixture_tests {
+    ($($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            check(stringify!($name));
+        }
+    )*};
+}
+
+fixture_tests!(
+    bitnet_autobitlinear_packed,
+    bitnet_autobitlinear_packed_sharded,
+    llama_bitlinear_bf16,
+    bitnet_online_latent,
+    llama_llama3_rope_bf16,
+    qwen2_bias,
+    qwen3_tied,
+    llama_rope_linear,
+    llama_rope_dynamic,
+    llama_rope_yarn,
+    mistral_gelu,
+);
+
+#[test]
+fn incremental_decode_matches_full_pass() {
+    // (Dynamic RoPE is excluded: like transformers, it rescales with the sequence length seen so far.)
+    for name in [
+        "bitnet_autobitlinear_packed",
+        "llama_bitlinear_bf16",
+        "qwen2_bias",
+        "qwen3_tied",
+        "llama_llama3_rope_bf16",
+        "mistral_gelu",
+        "llama_rope_yarn",
+    ] {
+        check_incremental(name);
+    }
+}
+
+#[test]
+fn every_fixture_dir_is_tested() {
+    let listed = [
+        "bitnet_autobitlinear_packed",
+        "bitnet_autobitlinear_packed_sharded",
+        "llama_bitlinear_bf16",
+        "bitnet_online_latent",
+        "llama_llama3_rope_bf16",
+        "qwen2_bias",
+        "qwen3_tied",
+        "llama_rope_linear",
+        "llama_rope_dynamic",
+        "llama_rope_yarn",
+        "mistral_gelu",
+    ];
+    for e in std::fs::read_dir(fixtures_root()).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            let n = e.file_name().to_string_lossy().to_string();
+            assert!(listed.contains(&n.as_str()), "fixture {n} has no test");
+        }
+    }
+}

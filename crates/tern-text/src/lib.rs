@@ -1,0 +1,11 @@
+//! tern-text: everything between bytes of text and token ids.
+//!
+//! * [`tokenizer`]: one `Tokenizer` type loaded from `tokenizer.json`, SentencePiece `tokenizer.model`,
+//!   GPT-2 `vocab.json` + `merges.txt`, tiktoken `tokenizer.model`, or GGUF vocab metadata.
+//! * [`stream`]: streaming, UTF-8-safe detokenization.
+//! * [`template`]: Jinja chat templates rendered the way transformers renders them.
+#![forbid(unsafe_code)]
+
+pub mod stream;
+pub mod template;
+pub mod tokenizer;
