@@ -32,9 +32,21 @@ fetch_smollm2() {
 fetch_llamacpp() {
   local dir="$root/llama-cpp-python"
   [ -d "$dir/vendor/llama.cpp/models" ] && return 0
-  log "llamacpp: pip download --no-binary llama-cpp-python==0.3.36 (sdist)"
+  log "llamacpp: llama-cpp-python==0.3.36 sdist from PyPI"
   local tmp; tmp="$(mktemp -d)"
-  "$py" -m pip download -q --no-deps --no-binary :all: -d "$tmp" llama-cpp-python==0.3.36
+  # `pip download --no-binary` would build the package's metadata (and cmake from source); take the
+  # sdist link from PyPI's simple index instead and check the sha256 it lists.
+  "$py" - "$tmp" <<'PY'
+import hashlib, re, sys, urllib.request
+page = urllib.request.urlopen("https://pypi.org/simple/llama-cpp-python/", timeout=60).read().decode()
+m = re.search(r'href="([^"#]*llama_cpp_python-0\.3\.36\.tar\.gz)#sha256=([0-9a-f]{64})"', page)
+if not m:
+    sys.exit("llama-cpp-python 0.3.36 sdist not found in the PyPI simple index")
+data = urllib.request.urlopen(m.group(1), timeout=900).read()
+if hashlib.sha256(data).hexdigest() != m.group(2):
+    sys.exit("llama-cpp-python sdist: sha256 mismatch")
+open(sys.argv[1] + "/llama_cpp_python-0.3.36.tar.gz", "wb").write(data)
+PY
   mkdir -p "$dir.part"
   tar -xzf "$tmp"/llama_cpp_python-0.3.36.tar.gz -C "$dir.part" --strip-components=1
   rm -rf "$dir"; mv "$dir.part" "$dir"; rm -rf "$tmp"

@@ -1,0 +1,94 @@
+//! Shared CLI plumbing: model loading with a progress bar, thread pools, sampling flags.
+
+use anyhow::{Context, Result};
+use clap::Args as ClapArgs;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use tern_engine::SamplingParams;
+use tern_kernels::ThreadPool;
+use tern_model::Model;
+
+/// Loads a model from a path (an HF directory with config.json + safetensors).
+pub fn load_model(path: &Path) -> Result<Model> {
+    if !path.exists() {
+        anyhow::bail!("model path {} does not exist", path.display());
+    }
+    if path.is_dir() {
+        let pb = ProgressBar::new(0);
+        pb.set_style(ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}/{len} layers").unwrap_or_else(|_| ProgressStyle::default_bar()));
+        pb.set_message(path.display().to_string());
+        let progress = |done: usize, total: usize| {
+            pb.set_length(total as u64);
+            pb.set_position(done as u64);
+        };
+        let m = tern_model::load::load_hf_dir(path, Some(&progress)).with_context(|| format!("loading model from {}", path.display()))?;
+        pb.finish_and_clear();
+        return Ok(m);
+    }
+    anyhow::bail!("{}: not a model directory (expected a directory with config.json and *.safetensors)", path.display())
+}
+
+/// A thread pool with `threads` threads (0 = all cores).
+pub fn pool(threads: usize) -> ThreadPool {
+    ThreadPool::new(threads)
+}
+
+/// Sampling flags shared by `run` and `chat`.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Temperature (0 = greedy). Default: generation_config.json, else 0.8.
+    #[arg(long = "temp")]
+    pub temperature: Option<f32>,
+    /// Top-k (0 = off). Default: generation_config.json, else 40.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Top-p (1 = off). Default: generation_config.json, else 0.95.
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// Min-p (0 = off). Default: generation_config.json, else 0.05.
+    #[arg(long)]
+    pub min_p: Option<f32>,
+    /// Repetition penalty (1 = off).
+    #[arg(long = "repeat-penalty")]
+    pub repetition_penalty: Option<f32>,
+    /// RNG seed (default: random).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl SamplingArgs {
+    /// Flags over generation_config.json defaults over tern's defaults.
+    pub fn resolve(&self, model: &Model) -> Result<SamplingParams> {
+        let g = &model.config.gen_defaults;
+        let base = SamplingParams::default();
+        let greedy_default = g.do_sample == Some(false) && g.temperature.is_none();
+        let p = SamplingParams {
+            temperature: self.temperature.or(g.temperature).unwrap_or(if greedy_default { 0.0 } else { base.temperature }),
+            top_k: self.top_k.or(g.top_k).unwrap_or(base.top_k),
+            top_p: self.top_p.or(g.top_p).unwrap_or(base.top_p),
+            min_p: self.min_p.or(g.min_p).unwrap_or(base.min_p),
+            repetition_penalty: self.repetition_penalty.or(g.repetition_penalty).unwrap_or(1.0),
+            seed: self.seed.unwrap_or_else(|| {
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+            }),
+        };
+        if let Err((field, why)) = p.validate() {
+            anyhow::bail!("--{}: {why}", field.replace('_', "-"));
+        }
+        Ok(p)
+    }
+}
+
+/// Parses `1,2,3` into token ids.
+pub fn parse_ids(s: &str) -> Result<Vec<u32>> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(|x| x.parse::<u32>().with_context(|| format!("'{x}' is not a token id")))
+        .collect()
+}
+
+#[allow(dead_code)]
+pub fn path_arg(p: &str) -> PathBuf {
+    PathBuf::from(p)
+}

