@@ -151,3 +151,16 @@ pub(crate) fn origin_name(path: Option<&std::path::Path>) -> String {
         None => "<memory>".to_string(),
     }
 }
+
+impl From<tern_quants::QuantError> for GgufError {
+    fn from(e: tern_quants::QuantError) -> Self {
+        match e {
+            tern_quants::QuantError::UnsupportedType { ty, op } => {
+                GgufError::UnsupportedType { path: "<buffer>".to_string(), tensor: "<buffer>".to_string(), ty, op }
+            }
+            tern_quants::QuantError::Layout { ty, op, what, expected, found } => {
+                GgufError::Layout { ty, op, what, expected, found }
+            }
+        }
+    }
+}

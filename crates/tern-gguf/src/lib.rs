@@ -9,7 +9,7 @@
 //!
 //! References: the GGUF spec and llama.cpp's `ggml/src/gguf.cpp` (reader limits and checks),
 //! `ggml/include/ggml.h` / gguf-py `constants.py` (type ids and sizes), and Microsoft's bitnet.cpp fork
-//! for I2_S (see [`quant::i2s`] and [`types`] for the type-id clash at 36..=39).
+//! for I2_S (see `tern_quants::quant::i2s` and `tern_quants::types` for the type-id clash at 36..=39).
 //!
 //! ```no_run
 //! # fn main() -> tern_gguf::Result<()> {
@@ -21,14 +21,31 @@
 //! ```
 
 pub mod error;
-pub mod quant;
+/// ggml block types and reference (de)quantizers live in `tern-quants`; re-exported here.
+pub use tern_quants::{quant, types};
 pub mod reader;
-pub mod types;
 pub mod value;
 pub mod writer;
 
 pub use error::{GgufError, Result};
-pub use quant::{dequantize, dequantize_into, quantize, quantize_into};
+pub use tern_quants::QuantError;
+
+/// Dequantizes `n_elements` values (see [`tern_quants::dequantize`]).
+pub fn dequantize(ty: GgmlType, bytes: &[u8], n_elements: usize) -> Result<Vec<f32>> {
+    Ok(tern_quants::dequantize(ty, bytes, n_elements)?)
+}
+/// Dequantizes into `out` (see [`tern_quants::dequantize_into`]).
+pub fn dequantize_into(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
+    Ok(tern_quants::dequantize_into(ty, bytes, out)?)
+}
+/// Quantizes `src` (see [`tern_quants::quantize`]).
+pub fn quantize(ty: GgmlType, src: &[f32]) -> Result<Vec<u8>> {
+    Ok(tern_quants::quantize(ty, src)?)
+}
+/// Quantizes into `dst` (see [`tern_quants::quantize_into`]).
+pub fn quantize_into(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
+    Ok(tern_quants::quantize_into(ty, src, dst)?)
+}
 pub use reader::{
     GgufFile, ReadOptions, TensorInfo, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_ARRAY_LEN, MAX_ARRAY_NESTING,
     MAX_DIMS, MAX_STRING_LEN, MAX_TENSOR_NAME_LEN,

@@ -271,7 +271,7 @@ impl GgufFile {
             ty: info.ggml_type.to_string(),
             what: "element count (usize)",
         })?;
-        crate::quant::dequantize(info.ggml_type, data, n)
+        Ok(crate::quant::dequantize(info.ggml_type, data, n)?)
     }
 }
 

@@ -29,7 +29,7 @@
 //! already ternary (`{−s, 0, +s}`, as bitnet.cpp's converter produces with BitNet's absmean
 //! `weight_quant`); any other input is mapped to its sign.
 
-use crate::error::{GgufError, Result};
+use crate::{QuantError, Result};
 use crate::types::GgmlType;
 
 /// Elements per packing block (x86 `QK_I2_S`).
@@ -37,8 +37,8 @@ pub const BLOCK: usize = 128;
 /// Bytes after the packed codes: 4 bytes of f32 scale plus padding.
 pub const TAIL_BYTES: usize = 32;
 
-fn layout(what: &'static str, expected: u64, found: u64) -> GgufError {
-    GgufError::Layout { ty: GgmlType::I2_S, op: "i2_s", what, expected, found }
+fn layout(what: &'static str, expected: u64, found: u64) -> QuantError {
+    QuantError::Layout { ty: GgmlType::I2_S, op: "i2_s", what, expected, found }
 }
 
 /// The per-tensor scale stored after the `n_elements / 4` packed bytes.

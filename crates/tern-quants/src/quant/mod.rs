@@ -11,7 +11,7 @@
 //!
 //! Buffers are checked against the type's layout: the element count must be a whole number of blocks
 //! and the byte buffer exactly `n / block_size * type_size` long (`n / 4 + 32` for I2_S), otherwise
-//! [`GgufError::Layout`] names the type, the expected and the found length. Nothing panics on odd
+//! [`QuantError::Layout`] names the type, the expected and the found length. Nothing panics on odd
 //! input: NaN and infinities propagate as ggml's code would compute them where that is defined.
 
 pub mod float;
@@ -20,7 +20,7 @@ pub mod kquants;
 pub mod legacy;
 pub mod ternary;
 
-use crate::error::{GgufError, Result};
+use crate::{QuantError, Result};
 use crate::types::GgmlType;
 
 pub use float::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
@@ -47,8 +47,8 @@ pub fn storage_size(ty: GgmlType, n_elements: usize) -> Option<usize> {
     usize::try_from(n).ok()
 }
 
-fn layout_err(ty: GgmlType, op: &'static str, what: &'static str, expected: u64, found: u64) -> GgufError {
-    GgufError::Layout { ty, op, what, expected, found }
+fn layout_err(ty: GgmlType, op: &'static str, what: &'static str, expected: u64, found: u64) -> QuantError {
+    QuantError::Layout { ty, op, what, expected, found }
 }
 
 fn check_layout(ty: GgmlType, op: &'static str, n_elements: usize, n_bytes: usize) -> Result<()> {
@@ -65,8 +65,8 @@ fn check_layout(ty: GgmlType, op: &'static str, n_elements: usize, n_bytes: usiz
     Ok(())
 }
 
-fn unsupported(ty: GgmlType, op: &'static str) -> GgufError {
-    GgufError::UnsupportedType { path: "<buffer>".to_string(), tensor: "<buffer>".to_string(), ty, op }
+fn unsupported(ty: GgmlType, op: &'static str) -> QuantError {
+    QuantError::UnsupportedType { ty, op }
 }
 
 /// Dequantize `n_elements` values of type `ty` from `bytes` (exactly their storage size).
