@@ -8,24 +8,27 @@ use tern_engine::SamplingParams;
 use tern_kernels::ThreadPool;
 use tern_model::Model;
 
-/// Loads a model from a path (an HF directory with config.json + safetensors).
+/// Loads a model from a path: an HF directory (config.json + safetensors) or a `.gguf` file.
 pub fn load_model(path: &Path) -> Result<Model> {
     if !path.exists() {
         anyhow::bail!("model path {} does not exist", path.display());
     }
-    if path.is_dir() {
+    {
         let pb = ProgressBar::new(0);
-        pb.set_style(ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}/{len} layers").unwrap_or_else(|_| ProgressStyle::default_bar()));
+        pb.set_style(
+            ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}/{len} layers")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
         pb.set_message(path.display().to_string());
         let progress = |done: usize, total: usize| {
             pb.set_length(total as u64);
             pb.set_position(done as u64);
         };
-        let m = tern_model::load::load_hf_dir(path, Some(&progress)).with_context(|| format!("loading model from {}", path.display()))?;
+        let m = tern_model::load::load_path(path, Some(&progress))
+            .with_context(|| format!("loading model from {}", path.display()))?;
         pb.finish_and_clear();
-        return Ok(m);
+        Ok(m)
     }
-    anyhow::bail!("{}: not a model directory (expected a directory with config.json and *.safetensors)", path.display())
 }
 
 /// A thread pool with `threads` threads (0 = all cores).
@@ -63,13 +66,20 @@ impl SamplingArgs {
         let base = SamplingParams::default();
         let greedy_default = g.do_sample == Some(false) && g.temperature.is_none();
         let p = SamplingParams {
-            temperature: self.temperature.or(g.temperature).unwrap_or(if greedy_default { 0.0 } else { base.temperature }),
+            temperature: self.temperature.or(g.temperature).unwrap_or(if greedy_default {
+                0.0
+            } else {
+                base.temperature
+            }),
             top_k: self.top_k.or(g.top_k).unwrap_or(base.top_k),
             top_p: self.top_p.or(g.top_p).unwrap_or(base.top_p),
             min_p: self.min_p.or(g.min_p).unwrap_or(base.min_p),
             repetition_penalty: self.repetition_penalty.or(g.repetition_penalty).unwrap_or(1.0),
             seed: self.seed.unwrap_or_else(|| {
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0)
             }),
         };
         if let Err((field, why)) = p.validate() {

@@ -38,7 +38,8 @@ pub struct Args {
 
 pub fn main(a: Args) -> Result<()> {
     let model = common::load_model(&a.model)?;
-    let tok = Tokenizer::from_path(&a.model).with_context(|| format!("loading the tokenizer from {}", a.model.display()))?;
+    let tok =
+        Tokenizer::from_path(&a.model).with_context(|| format!("loading the tokenizer from {}", a.model.display()))?;
     let params = a.sampling.resolve(&model)?;
     let prompt = tok.encode(&a.prompt, true, a.parse_special)?;
     if prompt.is_empty() {

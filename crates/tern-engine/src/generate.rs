@@ -66,7 +66,14 @@ pub struct Generator<'m> {
 impl<'m> Generator<'m> {
     /// A generator with a KV cache of `ctx` positions (clamped to at least 1).
     pub fn new(model: &'m Model, pool: &'m ThreadPool, ctx: usize) -> Generator<'m> {
-        Generator { model, pool, cache: KvCache::new(&model.config, ctx.max(1)), ws: Workspace::default(), cached: Vec::new(), prefill_chunk: 256 }
+        Generator {
+            model,
+            pool,
+            cache: KvCache::new(&model.config, ctx.max(1)),
+            ws: Workspace::default(),
+            cached: Vec::new(),
+            prefill_chunk: 256,
+        }
     }
 
     /// Forgets everything in the cache.
@@ -103,7 +110,11 @@ impl<'m> Generator<'m> {
         mut on_token: impl FnMut(u32) -> StepControl,
     ) -> Result<GenOutput, ModelError> {
         if prompt.is_empty() {
-            return Err(ModelError::Config { path: "<prompt>".into(), field: "prompt".into(), reason: "the prompt has no tokens".into() });
+            return Err(ModelError::Config {
+                path: "<prompt>".into(),
+                field: "prompt".into(),
+                reason: "the prompt has no tokens".into(),
+            });
         }
         let start = self.cached.len();
         if !prompt.starts_with(&self.cached) {

@@ -168,13 +168,20 @@ mod tests {
 
     #[test]
     fn top_k_one_is_greedy_and_seed_reproduces() {
-        let mut s = Sampler::new(SamplingParams { temperature: 1.0, top_k: 1, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, seed: 3 });
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            top_k: 1,
+            top_p: 1.0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            seed: 3,
+        });
         let mut l = vec![0.1, 0.2, 5.0, 0.3];
         assert_eq!(s.sample(&mut l, &[]), 2);
         let p = SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, seed: 9 };
         let draw = |p: &SamplingParams| {
             let mut s = Sampler::new(p.clone());
-            (0..50).map(|_| s.sample(&mut vec![0.0f32; 10], &[])).collect::<Vec<_>>()
+            (0..50).map(|_| s.sample(&mut [0.0f32; 10], &[])).collect::<Vec<_>>()
         };
         assert_eq!(draw(&p), draw(&p));
         assert!(draw(&p).iter().collect::<std::collections::HashSet<_>>().len() > 3);
@@ -182,7 +189,14 @@ mod tests {
 
     #[test]
     fn distribution_matches_softmax() {
-        let mut s = Sampler::new(SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, seed: 1 });
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            seed: 1,
+        });
         let logits = [0.0f32, (2.0f32).ln(), (3.0f32).ln()];
         let mut counts = [0usize; 3];
         for _ in 0..60_000 {
@@ -198,11 +212,25 @@ mod tests {
     fn top_p_and_min_p_cut_the_tail() {
         // probs 0.5, 0.3, 0.15, 0.05
         let logits: Vec<f32> = [0.5f32, 0.3, 0.15, 0.05].iter().map(|p| p.ln()).collect();
-        let mut s = Sampler::new(SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.75, min_p: 0.0, repetition_penalty: 1.0, seed: 5 });
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.75,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            seed: 5,
+        });
         for _ in 0..2000 {
             assert!(s.sample(&mut logits.clone(), &[]) <= 1);
         }
-        let mut s = Sampler::new(SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.5, repetition_penalty: 1.0, seed: 5 });
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.5,
+            repetition_penalty: 1.0,
+            seed: 5,
+        });
         for _ in 0..2000 {
             assert!(s.sample(&mut logits.clone(), &[]) <= 1);
         }

@@ -61,7 +61,7 @@ fn dequantize_and_quantize_match_goldens() {
 
         // Row-wise dequantization into a slice agrees with the whole-buffer result.
         let shape: Vec<usize> = e["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
-        if ty != GgmlType::I2_S && shape.len() == 2 && shape[1] as u64 % ty.block_size() == 0 {
+        if ty != GgmlType::I2_S && shape.len() == 2 && (shape[1] as u64).is_multiple_of(ty.block_size()) {
             let (rows, cols) = (shape[0], shape[1]);
             let row_bytes = q.len() / rows;
             let mut row = vec![0f32; cols];

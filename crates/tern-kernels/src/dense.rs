@@ -6,7 +6,6 @@
 
 use crate::buf::ByteBuf;
 use crate::pool::ThreadPool;
-use crate::ternary::SyncPtr;
 
 /// Storage dtype of a dense matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,63 +115,23 @@ pub fn widen(dtype: DenseDType, src: &[u8], out: &mut [f32]) {
     }
 }
 
-/// Elements of K widened at a time.
-const KCHUNK: usize = 512;
-
 /// `out[t·rows + r] = Σ_k x[t·cols + k] · W[r, k]` for `tokens = x.len() / cols` tokens.
+///
+/// Runs on the active ISA ([`crate::simd::level`]); SIMD paths differ from the scalar reference only
+/// in summation order.
 ///
 /// # Panics
 /// On inconsistent lengths (caller bugs).
 pub fn matmul(pool: &ThreadPool, w: &DenseMatrix, x: &[f32], out: &mut [f32]) {
-    let (rows, cols) = (w.rows, w.cols);
-    assert!(cols > 0 && x.len() % cols == 0, "dense::matmul: activation length");
-    let tokens = x.len() / cols;
-    assert_eq!(out.len(), tokens * rows, "dense::matmul: output length");
-    let out_ptr = SyncPtr(out.as_mut_ptr());
-    let esz = w.dtype.size();
-    let bytes = w.bytes.as_bytes();
-    pool.for_range(rows, 4, &|r0, r1| {
-        let out_ptr = &out_ptr;
-        let mut wbuf = [0f32; KCHUNK];
-        for r in r0..r1 {
-            let row = &bytes[r * cols * esz..(r + 1) * cols * esz];
-            for t in 0..tokens {
-                // SAFETY: (t, r) is written only by the task owning row r; in bounds (checked above).
-                unsafe { *out_ptr.0.add(t * rows + r) = 0.0 };
-            }
-            let mut k0 = 0;
-            while k0 < cols {
-                let kn = (cols - k0).min(KCHUNK);
-                widen(w.dtype, &row[k0 * esz..(k0 + kn) * esz], &mut wbuf[..kn]);
-                for t in 0..tokens {
-                    let d = dot_f32(&wbuf[..kn], &x[t * cols + k0..t * cols + k0 + kn]);
-                    // SAFETY: as above.
-                    unsafe { *out_ptr.0.add(t * rows + r) += d };
-                }
-                k0 += kn;
-            }
-        }
-    });
+    let view = crate::simd::DenseView { rows: w.rows, cols: w.cols, dtype: w.dtype, bytes: w.bytes.as_bytes() };
+    crate::simd::dense_matmul(crate::simd::level(), pool, view, x, out);
 }
 
-/// f32 dot product with 8 independent accumulators (vectorizes well).
+/// f32 dot product on the active ISA ([`crate::simd::level`]); the scalar reference is
+/// [`crate::simd::dot_f32_scalar`].
 #[inline]
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; 8];
-    let mut ca = a.chunks_exact(8);
-    let mut cb = b.chunks_exact(8);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        s += x * y;
-    }
-    s
+    crate::simd::dot_f32(crate::simd::level(), a, b)
 }
 
 #[cfg(test)]

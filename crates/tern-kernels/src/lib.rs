@@ -7,6 +7,8 @@
 //! * [`dense`]: f32 / f16 / bf16 row-major weights and their matrix product with f32 activations.
 //! * [`ops`]: element-wise and normalisation ops (RMSNorm, activations, RoPE, softmax, attention).
 //! * [`isa`]: run-time CPU feature detection and the `TERN_ISA` override.
+//! * [`simd`]: the AVX2 / AVX-512 kernels behind [`ternary::matmul`] and [`dense::matmul`], dispatched
+//!   on [`isa::active`].
 //!
 //! `unsafe` lives only in this crate, each block with a `// SAFETY:` comment.
 
@@ -16,6 +18,8 @@ pub mod dense;
 pub mod isa;
 pub mod ops;
 pub mod pool;
+pub mod quant;
+pub mod simd;
 pub mod ternary;
 
 pub use pool::ThreadPool;

@@ -14,7 +14,7 @@ pub const MAX_HEAD_DIM: usize = 512;
 /// `offset` is 0 for Llama-style norms and 1 for Gemma's `(1 + weight)`.
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, offset: f32, out: &mut [f32]) {
     let d = weight.len();
-    assert!(d > 0 && x.len() % d == 0 && out.len() == x.len(), "rms_norm: lengths");
+    assert!(d > 0 && x.len().is_multiple_of(d) && out.len() == x.len(), "rms_norm: lengths");
     for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
         let ss: f32 = xr.iter().map(|v| v * v).sum::<f32>() / d as f32;
         let inv = 1.0 / (ss + eps).sqrt();
@@ -27,7 +27,7 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, offset: f32, out: &mut [f32
 /// In-place RMSNorm (see [`rms_norm`]).
 pub fn rms_norm_inplace(x: &mut [f32], weight: &[f32], eps: f32, offset: f32) {
     let d = weight.len();
-    assert!(d > 0 && x.len() % d == 0, "rms_norm_inplace: lengths");
+    assert!(d > 0 && x.len().is_multiple_of(d), "rms_norm_inplace: lengths");
     for xr in x.chunks_exact_mut(d) {
         let ss: f32 = xr.iter().map(|v| v * v).sum::<f32>() / d as f32;
         let inv = 1.0 / (ss + eps).sqrt();
@@ -93,7 +93,7 @@ pub fn add_inplace(a: &mut [f32], b: &[f32]) {
 /// any attention factor: `x[i] ← x[i]·cos[i] − x[i+h]·sin[i]`, `x[i+h] ← x[i+h]·cos[i] + x[i]·sin[i]`.
 pub fn rope_rotate_half(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
     let half = cos.len();
-    assert!(2 * half <= head_dim && sin.len() == half && x.len() % head_dim == 0, "rope: lengths");
+    assert!(2 * half <= head_dim && sin.len() == half && x.len().is_multiple_of(head_dim), "rope: lengths");
     for h in x.chunks_exact_mut(head_dim) {
         for i in 0..half {
             let (a, b) = (h[i], h[i + half]);
@@ -128,9 +128,9 @@ pub struct AttnShape {
 pub fn attention(pool: &ThreadPool, s: AttnShape, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
     let hd = s.head_dim;
     assert!(hd <= MAX_HEAD_DIM, "attention: head_dim {hd} > {MAX_HEAD_DIM}");
-    assert!(s.n_kv_heads > 0 && s.n_heads % s.n_kv_heads == 0, "attention: heads");
+    assert!(s.n_kv_heads > 0 && s.n_heads.is_multiple_of(s.n_kv_heads), "attention: heads");
     let row = s.n_heads * hd;
-    assert!(q.len() % row == 0 && out.len() == q.len(), "attention: q/out lengths");
+    assert!(q.len().is_multiple_of(row) && out.len() == q.len(), "attention: q/out lengths");
     let tokens = q.len() / row;
     assert!(s.pos0 + tokens <= s.capacity, "attention: cache too small");
     assert!(k.len() >= s.n_kv_heads * s.capacity * hd && v.len() >= s.n_kv_heads * s.capacity * hd);

@@ -116,7 +116,7 @@ impl TernaryMatrix {
     /// `2i..2i+1` of element `(p, c)` hold the code of row `i·rows/4 + p`, column `c`, as written by
     /// `transformers.integrations.bitnet.pack_weights` (value = code − 1).
     pub fn from_hf_packed(rows: usize, cols: usize, packed: &[u8]) -> Result<Self, TernaryError> {
-        if rows % 4 != 0 {
+        if !rows.is_multiple_of(4) {
             return Err(TernaryError::RowsNotMultipleOf4 { rows });
         }
         let prow = rows / 4;
@@ -197,10 +197,10 @@ pub fn dot_codes_scalar(row: &[u8], x: &[i8]) -> i32 {
     acc
 }
 
-/// `Σ code·x` for one row, on the active ISA.
+/// `Σ code·x` for one row, on the active ISA ([`crate::simd::level`]); bit-exact with [`dot_codes_scalar`].
 #[inline]
 pub fn dot_codes(row: &[u8], x: &[i8]) -> i32 {
-    dot_codes_scalar(row, x)
+    crate::simd::dot_codes(crate::simd::level(), row, x)
 }
 
 /// Quantized activations for `tokens` tokens, each padded to the matrix's `padded_cols()`.
@@ -216,29 +216,12 @@ pub struct QuantizedActs<'a> {
 /// `factor[t]` folds the activation scale and the weight scale (e.g. `w_scale / s_t` for
 /// transformers' `AutoBitLinear`, `1 / (w_scale · s_t)` for `BitLinear`).
 ///
+/// Runs on the active ISA ([`crate::simd::level`]); every path gives bit-identical results.
+///
 /// # Panics
 /// On inconsistent lengths (caller bugs).
 pub fn matmul(pool: &ThreadPool, w: &TernaryMatrix, acts: &QuantizedActs<'_>, factor: &[f32], out: &mut [f32]) {
-    let k = w.padded_cols();
-    let tokens = acts.scales.len();
-    assert_eq!(acts.codes.len(), tokens * k, "ternary::matmul: activation length");
-    assert_eq!(factor.len(), tokens, "ternary::matmul: factor length");
-    assert_eq!(out.len(), tokens * w.rows, "ternary::matmul: output length");
-    let rows = w.rows;
-    let out_ptr = SyncPtr(out.as_mut_ptr());
-    pool.for_range(rows, 8, &|r0, r1| {
-        let out_ptr = &out_ptr;
-        for r in r0..r1 {
-            let row = w.row(r);
-            for t in 0..tokens {
-                let x = &acts.codes[t * k..(t + 1) * k];
-                let acc = dot_codes(row, x) - acts.scales[t].sum;
-                // SAFETY: each (t, r) index is written by exactly one task (rows are disjoint
-                // between tasks) and lies inside `out`, whose length was checked above.
-                unsafe { *out_ptr.0.add(t * rows + r) = acc as f32 * factor[t] };
-            }
-        }
-    });
+    crate::simd::ternary_matmul(crate::simd::level(), pool, w, acts, factor, out);
 }
 
 /// A raw pointer that may cross threads; used for disjoint writes from pool tasks.

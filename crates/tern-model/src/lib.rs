@@ -11,6 +11,7 @@ pub mod arch;
 pub mod config;
 pub mod linear;
 pub mod load;
+pub mod load_gguf;
 pub mod model;
 pub mod rope;
 

@@ -6,6 +6,7 @@
 
 use tern_kernels::act::{quantize_i8, ActScale};
 use tern_kernels::dense::{self, DenseMatrix};
+use tern_kernels::quant::{self as qk, QuantMatrix};
 use tern_kernels::ternary::{self, QuantizedActs, TernaryMatrix};
 use tern_kernels::ThreadPool;
 
@@ -22,6 +23,8 @@ pub enum TernaryScale {
 #[derive(Clone, Debug)]
 pub enum LinearWeight {
     Dense(DenseMatrix),
+    /// ggml block-quantized (GGUF Q4_0 … Q6_K, TQ1_0/TQ2_0 with per-block scales), kept packed.
+    Quant(QuantMatrix),
     Ternary {
         w: TernaryMatrix,
         scale: TernaryScale,
@@ -50,6 +53,7 @@ impl Linear {
     pub fn out_features(&self) -> usize {
         match &self.weight {
             LinearWeight::Dense(m) => m.rows(),
+            LinearWeight::Quant(m) => m.rows(),
             LinearWeight::Ternary { w, .. } => w.rows(),
         }
     }
@@ -57,6 +61,7 @@ impl Linear {
     pub fn in_features(&self) -> usize {
         match &self.weight {
             LinearWeight::Dense(m) => m.cols(),
+            LinearWeight::Quant(m) => m.cols(),
             LinearWeight::Ternary { w, .. } => w.cols(),
         }
     }
@@ -65,7 +70,25 @@ impl Linear {
     pub fn weight_bytes(&self) -> usize {
         match &self.weight {
             LinearWeight::Dense(m) => m.byte_len(),
+            LinearWeight::Quant(m) => m.byte_len(),
             LinearWeight::Ternary { w, .. } => w.data().len(),
+        }
+    }
+
+    /// Row `r` of the weight widened to f32 (embedding lookup; `out.len() == in_features`).
+    pub fn row_to_f32(&self, r: usize, out: &mut [f32]) {
+        match &self.weight {
+            LinearWeight::Dense(m) => m.row_to_f32(r, out),
+            LinearWeight::Quant(m) => m.row_to_f32(r, out),
+            LinearWeight::Ternary { w, scale, .. } => {
+                let s = match *scale {
+                    TernaryScale::Multiply(s) => s,
+                    TernaryScale::Divide(s) => 1.0 / s,
+                };
+                for (c, o) in out.iter_mut().enumerate().take(w.cols()) {
+                    *o = w.get(r, c) as f32 * s;
+                }
+            }
         }
     }
 
@@ -77,6 +100,7 @@ impl Linear {
         debug_assert_eq!(out.len(), tokens * n);
         match &self.weight {
             LinearWeight::Dense(m) => dense::matmul(pool, m, x, out),
+            LinearWeight::Quant(m) => qk::matmul(pool, m, x, out),
             LinearWeight::Ternary { w, scale, input_norm } => {
                 let kp = w.padded_cols();
                 scratch.codes.resize(tokens * kp, 0);

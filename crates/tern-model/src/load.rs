@@ -23,6 +23,14 @@ use tern_kernels::ternary::TernaryMatrix;
 /// Called as layers are bound: `(done, total)`.
 pub type Progress<'a> = &'a (dyn Fn(usize, usize) + Sync);
 
+/// Loads a model from a path: a `.gguf` file, or an HF directory (config.json + safetensors).
+pub fn load_path(path: &Path, progress: Option<Progress<'_>>) -> Result<Model> {
+    if path.is_file() {
+        return crate::load_gguf::load_gguf(path, progress);
+    }
+    load_hf_dir(path, progress)
+}
+
 /// Loads `dir/config.json` (+ `generation_config.json`) and the safetensors weights in `dir`.
 pub fn load_hf_dir(dir: &Path, progress: Option<Progress<'_>>) -> Result<Model> {
     let config = ModelConfig::from_dir(dir)?;
@@ -40,7 +48,10 @@ pub fn load_hf(config: ModelConfig, set: &SafetensorsSet, dir: &Path, progress: 
     };
     let c = &config;
     let (h, hd, nh, nkv, ffn) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads, c.ffn);
-    let embed = b.dense("model.embed_tokens.weight", c.vocab, h, "token embeddings")?;
+    let embed = Linear {
+        weight: LinearWeight::Dense(b.dense("model.embed_tokens.weight", c.vocab, h, "token embeddings")?),
+        bias: None,
+    };
     let qkv_bias = c.attention_bias || c.arch.qkv_bias;
     let mut layers = Vec::with_capacity(c.n_layers);
     for i in 0..c.n_layers {
@@ -208,7 +219,7 @@ impl Binder<'_> {
                         found: t.dtype.to_string(),
                     });
                 }
-                if out % 4 != 0 {
+                if !out.is_multiple_of(4) {
                     return Err(ModelError::BadTensor {
                         file: file_of(t),
                         tensor: wname,

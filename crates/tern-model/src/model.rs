@@ -13,7 +13,6 @@ use crate::config::ModelConfig;
 use crate::linear::{Linear, LinearScratch};
 use crate::rope::Rope;
 use crate::{ModelError, Result};
-use tern_kernels::dense::DenseMatrix;
 use tern_kernels::ops::{self, AttnShape};
 use tern_kernels::ThreadPool;
 
@@ -39,7 +38,8 @@ pub struct Layer {
 #[derive(Debug)]
 pub struct Model {
     pub config: ModelConfig,
-    pub embed: DenseMatrix,
+    /// Token embeddings as a `vocab × hidden` matrix (rows are looked up; also the tied head).
+    pub embed: Linear,
     pub layers: Vec<Layer>,
     pub norm: Vec<f32>,
     /// The LM head; `None` means tied to `embed`.
@@ -146,8 +146,8 @@ impl Model {
             return Err(ModelError::ContextFull { needed: pos0 + t_n, capacity: cache.capacity });
         }
         for (i, &id) in tokens.iter().enumerate() {
-            if id as usize >= self.embed.rows() {
-                return Err(ModelError::TokenOutOfRange { id, pos: pos0 + i, vocab: self.embed.rows() });
+            if id as usize >= self.embed.out_features() {
+                return Err(ModelError::TokenOutOfRange { id, pos: pos0 + i, vocab: self.embed.out_features() });
             }
         }
         let (h, hd, nh, nkv, ffn) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads, c.ffn);
@@ -245,7 +245,7 @@ impl Model {
         resize(&mut ws.logits, n_rows * vocab);
         match &self.lm_head {
             Some(head) => head.forward(pool, &ws.xn[..n_rows * h], &mut ws.logits, &mut ws.lin),
-            None => tern_kernels::dense::matmul(pool, &self.embed, &ws.xn[..n_rows * h], &mut ws.logits),
+            None => self.embed.forward(pool, &ws.xn[..n_rows * h], &mut ws.logits, &mut ws.lin),
         }
         Ok(())
     }
@@ -254,7 +254,7 @@ impl Model {
     pub fn vocab(&self) -> usize {
         match &self.lm_head {
             Some(h) => h.out_features(),
-            None => self.embed.rows(),
+            None => self.embed.out_features(),
         }
     }
 
@@ -265,6 +265,6 @@ impl Model {
             .iter()
             .map(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down].iter().map(|x| x.weight_bytes()).sum::<usize>())
             .sum();
-        lin + self.lm_head.as_ref().map(|h| h.weight_bytes()).unwrap_or(self.embed.byte_len())
+        lin + self.lm_head.as_ref().unwrap_or(&self.embed).weight_bytes()
     }
 }

@@ -81,7 +81,7 @@ impl RopeScaling {
                     .opt_f64("high_freq_factor")?
                     .ok_or_else(|| err("high_freq_factor", "required for llama3 RoPE".into()))?;
                 let om = top_original_max.or(s.opt_usize("original_max_position_embeddings")?).unwrap_or(max_pos);
-                if !(high > low) {
+                if high.partial_cmp(&low) != Some(std::cmp::Ordering::Greater) {
                     return Err(err("high_freq_factor", format!("{high} must exceed low_freq_factor {low}")));
                 }
                 RopeScaling::Llama3 {
@@ -200,6 +200,14 @@ impl Rope {
             }
         };
         Rope { rot_dim, base, scaling, max_pos, inv_freq, attention_factor }
+    }
+
+    /// Divides each inverse frequency by a factor (llama.cpp's `rope_freqs.weight`, Llama-3.1 style).
+    pub fn with_freq_factors(mut self, factors: &[f32]) -> Rope {
+        for (f, d) in self.inv_freq.iter_mut().zip(factors) {
+            *f /= d;
+        }
+        self
     }
 
     /// Inverse frequencies used for a forward whose largest position is `seq_len - 1`

@@ -18,13 +18,22 @@ struct Raw {
 }
 
 /// Copies a single-file fixture into a temp dir, letting the caller edit tensors and config.
-fn mutate(name: &str, edit_tensors: impl FnOnce(&mut Vec<Raw>), edit_config: impl FnOnce(&mut Value)) -> tempfile::TempDir {
+fn mutate(
+    name: &str,
+    edit_tensors: impl FnOnce(&mut Vec<Raw>),
+    edit_config: impl FnOnce(&mut Value),
+) -> tempfile::TempDir {
     let src = fixture(name);
     let set = SafetensorsSet::open_files(&[src.join("model.safetensors")]).unwrap();
     let mut raws: Vec<Raw> = set
         .tensors
         .values()
-        .map(|t| Raw { name: t.name.clone(), dtype: t.dtype.name().to_string(), shape: t.shape.clone(), bytes: t.bytes().to_vec() })
+        .map(|t| Raw {
+            name: t.name.clone(),
+            dtype: t.dtype.name().to_string(),
+            shape: t.shape.clone(),
+            bytes: t.bytes().to_vec(),
+        })
         .collect();
     edit_tensors(&mut raws);
     let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
@@ -46,7 +55,7 @@ fn write_safetensors(path: &Path, raws: &[Raw], offsets_override: Option<Vec<(us
         data.extend_from_slice(&r.bytes);
     }
     let mut h = serde_json::to_string(&Value::Object(header)).unwrap();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(' ');
     }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();
@@ -84,9 +93,13 @@ fn unknown_model_type() {
 
 #[test]
 fn missing_config_field() {
-    let d = mutate(PACKED, |_| {}, |c| {
-        c.as_object_mut().unwrap().remove("hidden_size");
-    });
+    let d = mutate(
+        PACKED,
+        |_| {},
+        |c| {
+            c.as_object_mut().unwrap().remove("hidden_size");
+        },
+    );
     has(&load_err(d.path()), &["config.json", "hidden_size", "missing"]);
     let d = mutate(PACKED, |_| {}, |c| c["num_attention_heads"] = "eight".into());
     has(&load_err(d.path()), &["config.json", "num_attention_heads", "integer"]);
@@ -101,38 +114,61 @@ fn missing_tensor() {
 
 #[test]
 fn unexpected_tensor() {
-    let d = mutate(PACKED, |r| r.push(Raw { name: "model.layers.0.extra.weight".into(), dtype: "F32".into(), shape: vec![2], bytes: vec![0; 8] }), |_| {});
+    let d = mutate(
+        PACKED,
+        |r| {
+            r.push(Raw {
+                name: "model.layers.0.extra.weight".into(),
+                dtype: "F32".into(),
+                shape: vec![2],
+                bytes: vec![0; 8],
+            })
+        },
+        |_| {},
+    );
     has(&load_err(d.path()), &["model.safetensors", "unexpected tensor 'model.layers.0.extra.weight'"]);
 }
 
 #[test]
 fn misshaped_tensor() {
     let name = "model.layers.0.input_layernorm.weight";
-    let d = mutate(PACKED, |r| {
-        let t = r.iter_mut().find(|t| t.name == name).unwrap();
-        t.shape = vec![t.shape[0] - 2];
-        t.bytes.truncate(t.bytes.len() - 4);
-    }, |_| {});
+    let d = mutate(
+        PACKED,
+        |r| {
+            let t = r.iter_mut().find(|t| t.name == name).unwrap();
+            t.shape = vec![t.shape[0] - 2];
+            t.bytes.truncate(t.bytes.len() - 4);
+        },
+        |_| {},
+    );
     has(&load_err(d.path()), &["model.safetensors", name, "shape", "expected"]);
 }
 
 #[test]
 fn packed_shape_does_not_match_config() {
     // A wider FFN in config.json than the packed tensors hold.
-    let d = mutate(PACKED, |_| {}, |c| {
-        let f = c["intermediate_size"].as_u64().unwrap();
-        c["intermediate_size"] = (f + 4).into();
-    });
+    let d = mutate(
+        PACKED,
+        |_| {},
+        |c| {
+            let f = c["intermediate_size"].as_u64().unwrap();
+            c["intermediate_size"] = (f + 4).into();
+        },
+    );
     has(&load_err(d.path()), &["model.safetensors", "gate_proj.weight", "4 ternary codes per byte", "expected"]);
 }
 
 #[test]
 fn packed_weight_with_wrong_dtype() {
     let name = "model.layers.0.self_attn.q_proj.weight";
-    let d = mutate(PACKED, |r| {
-        let t = r.iter_mut().find(|t| t.name == name).unwrap();
-        t.dtype = "I8".into();
-    }, |_| {});
+    let d = mutate(
+        PACKED,
+        |r| {
+            let t = r.iter_mut().find(|t| t.name == name).unwrap();
+            t.dtype = "I8".into();
+        },
+        |_| {},
+    );
     has(&load_err(d.path()), &[name, "dtype I8", "U8"]);
 }
 
@@ -157,7 +193,17 @@ fn truncated_file() {
 fn overlapping_tensors() {
     let src = fixture(PACKED);
     let set = SafetensorsSet::open_files(&[src.join("model.safetensors")]).unwrap();
-    let raws: Vec<Raw> = set.tensors.values().take(2).map(|t| Raw { name: t.name.clone(), dtype: t.dtype.name().into(), shape: t.shape.clone(), bytes: t.bytes().to_vec() }).collect();
+    let raws: Vec<Raw> = set
+        .tensors
+        .values()
+        .take(2)
+        .map(|t| Raw {
+            name: t.name.clone(),
+            dtype: t.dtype.name().into(),
+            shape: t.shape.clone(),
+            bytes: t.bytes().to_vec(),
+        })
+        .collect();
     let d = tempfile::tempdir().unwrap();
     std::fs::copy(src.join("config.json"), d.path().join("config.json")).unwrap();
     let (a, b) = (raws[0].bytes.len(), raws[1].bytes.len());
@@ -168,12 +214,16 @@ fn overlapping_tensors() {
 #[test]
 fn fp8_rejected() {
     let name = "model.norm.weight";
-    let d = mutate(PACKED, |r| {
-        let t = r.iter_mut().find(|t| t.name == name).unwrap();
-        t.dtype = "F8_E4M3".into();
-        let n = t.shape[0];
-        t.bytes.truncate(n);
-    }, |_| {});
+    let d = mutate(
+        PACKED,
+        |r| {
+            let t = r.iter_mut().find(|t| t.name == name).unwrap();
+            t.dtype = "F8_E4M3".into();
+            let n = t.shape[0];
+            t.bytes.truncate(n);
+        },
+        |_| {},
+    );
     has(&load_err(d.path()), &["model.safetensors", name, "F8_E4M3", "not supported"]);
 }
 

@@ -474,7 +474,7 @@ impl GgmlType {
     /// type has no per-row size (I8_S, TL1, TL2). For I2_S this is the packed part only (`ne0 / 4`);
     /// the tensor's 32-byte tail with the scale comes after the last row.
     pub fn row_size(self, ne0: u64) -> Option<u64> {
-        if ne0 % self.block_size() != 0 {
+        if !ne0.is_multiple_of(self.block_size()) {
             return None;
         }
         match self {
@@ -492,7 +492,7 @@ impl GgmlType {
             GgmlType::I8_S | GgmlType::TL2 => None,
             _ => {
                 let block = self.block_size();
-                if n_elements % block != 0 {
+                if !n_elements.is_multiple_of(block) {
                     return None;
                 }
                 (n_elements / block).checked_mul(self.type_size()?)

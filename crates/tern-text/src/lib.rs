@@ -6,6 +6,11 @@
 //! * [`template`]: Jinja chat templates rendered the way transformers renders them.
 #![forbid(unsafe_code)]
 
+pub mod error;
 pub mod stream;
 pub mod template;
 pub mod tokenizer;
+
+pub use error::TextError;
+pub use stream::StreamDecoder;
+pub use tokenizer::{GgufVocab, Tokenizer};

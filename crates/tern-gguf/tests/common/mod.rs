@@ -200,7 +200,7 @@ impl Raw {
     }
     /// Zero padding to a multiple of `align`.
     pub fn pad(mut self, align: usize) -> Self {
-        while self.b.len() % align != 0 {
+        while !self.b.len().is_multiple_of(align) {
             self.b.push(0);
         }
         self

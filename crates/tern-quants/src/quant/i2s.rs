@@ -29,8 +29,8 @@
 //! already ternary (`{−s, 0, +s}`, as bitnet.cpp's converter produces with BitNet's absmean
 //! `weight_quant`); any other input is mapped to its sign.
 
-use crate::{QuantError, Result};
 use crate::types::GgmlType;
+use crate::{QuantError, Result};
 
 /// Elements per packing block (x86 `QK_I2_S`).
 pub const BLOCK: usize = 128;
@@ -52,7 +52,7 @@ pub fn tensor_scale(tensor_bytes: &[u8], n_elements: usize) -> Result<f32> {
 
 /// Decode packed codes (any whole number of 128-element blocks, e.g. one row) with a given scale.
 pub fn dequantize_packed_into(packed: &[u8], scale: f32, out: &mut [f32]) -> Result<()> {
-    if out.len() % BLOCK != 0 {
+    if !out.len().is_multiple_of(BLOCK) {
         return Err(layout(
             "element count (multiple of 128)",
             (out.len().div_ceil(BLOCK) * BLOCK) as u64,

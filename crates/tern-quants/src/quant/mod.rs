@@ -20,8 +20,8 @@ pub mod kquants;
 pub mod legacy;
 pub mod ternary;
 
-use crate::{QuantError, Result};
 use crate::types::GgmlType;
+use crate::{QuantError, Result};
 
 pub use float::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
 
@@ -41,7 +41,7 @@ pub(crate) fn put_f16(b: &mut [u8], off: usize, x: f32) {
 /// blocks, overflows, or the type has no defined size).
 pub fn storage_size(ty: GgmlType, n_elements: usize) -> Option<usize> {
     let n = ty.storage_size_for_elements(n_elements as u64)?;
-    if n_elements as u64 % ty.block_size() != 0 {
+    if !(n_elements as u64).is_multiple_of(ty.block_size()) {
         return None;
     }
     usize::try_from(n).ok()
@@ -53,7 +53,7 @@ fn layout_err(ty: GgmlType, op: &'static str, what: &'static str, expected: u64,
 
 fn check_layout(ty: GgmlType, op: &'static str, n_elements: usize, n_bytes: usize) -> Result<()> {
     let block = ty.block_size();
-    if n_elements as u64 % block != 0 {
+    if !(n_elements as u64).is_multiple_of(block) {
         let rounded = (n_elements as u64).div_ceil(block) * block;
         return Err(layout_err(ty, op, "element count (a multiple of the block size)", rounded, n_elements as u64));
     }
