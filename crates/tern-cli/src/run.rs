@@ -7,7 +7,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use tern_engine::{Generator, Sampler, StepControl};
 use tern_text::stream::StreamDecoder;
-use tern_text::tokenizer::Tokenizer;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -38,8 +37,8 @@ pub struct Args {
 
 pub fn main(a: Args) -> Result<()> {
     let model = common::load_model(&a.model)?;
-    let tok =
-        Tokenizer::from_path(&a.model).with_context(|| format!("loading the tokenizer from {}", a.model.display()))?;
+    let tok = tern_text::source::load_tokenizer(&a.model)
+        .with_context(|| format!("loading the tokenizer from {}", a.model.display()))?;
     let params = a.sampling.resolve(&model)?;
     let prompt = tok.encode(&a.prompt, true, a.parse_special)?;
     if prompt.is_empty() {

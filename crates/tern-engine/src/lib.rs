@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod generate;
+pub mod perplexity;
 pub mod rng;
 pub mod sampler;
 
