@@ -11,6 +11,10 @@ cargo --version && rustc --version
 command -v python3 >/dev/null || { echo "python3 (with pip) is required to fetch test data" >&2; exit 1; }
 command -v npm >/dev/null || { echo "npm is required to fetch test data" >&2; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
+if ! command -v tmux >/dev/null; then
+  # `tern chat` is tested in a real terminal.
+  (apt-get update -qq && apt-get install -y -qq tmux) >/dev/null || { echo "tmux is required (apt-get install tmux)" >&2; exit 1; }
+fi
 
 step "test data (package registries only)"
 export TERN_TESTDATA="${TERN_TESTDATA:-$PWD/.cache/testdata}"

@@ -2,9 +2,12 @@
 //! prints; no model logic lives here.
 #![forbid(unsafe_code)]
 
+mod chat;
 mod common;
 mod logits;
+mod perplexity;
 mod run;
+mod text_cmds;
 
 use clap::{Parser, Subcommand};
 
@@ -19,8 +22,16 @@ struct Cli {
 enum Cmd {
     /// Raw completion of a prompt (no chat template), streamed to stdout.
     Run(run::Args),
+    /// Interactive chat (applies the model's chat template).
+    Chat(chat::Args),
     /// Print the logits of every position of a token sequence as JSON.
     Logits(logits::Args),
+    /// Perplexity of a text file (llama-perplexity semantics).
+    Perplexity(perplexity::Args),
+    /// Tokenize text; prints a JSON array of ids.
+    Tokenize(text_cmds::TokenizeArgs),
+    /// Render a conversation through the chat template; prints the prompt text.
+    Prompt(text_cmds::PromptArgs),
 }
 
 fn main() {
@@ -31,7 +42,11 @@ fn main() {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Run(a) => run::main(a),
+        Cmd::Chat(a) => chat::main(a),
         Cmd::Logits(a) => logits::main(a),
+        Cmd::Perplexity(a) => perplexity::main(a),
+        Cmd::Tokenize(a) => text_cmds::tokenize_main(a),
+        Cmd::Prompt(a) => text_cmds::prompt_main(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

@@ -6,11 +6,13 @@
 //! * [`template`]: Jinja chat templates rendered the way transformers renders them.
 #![forbid(unsafe_code)]
 
+pub mod chat;
 pub mod error;
+pub mod source;
 pub mod stream;
 pub mod template;
 pub mod tokenizer;
 
 pub use error::TextError;
 pub use stream::StreamDecoder;
-pub use tokenizer::{GgufVocab, Tokenizer};
+pub use tokenizer::{GgufVocab, Tokenizer, TokenizerFormat};

@@ -9,10 +9,13 @@ use std::path::Path;
 use tern_gguf::{Array, GgufFile, Metadata};
 
 fn is_gguf(path: &Path) -> bool {
-    path.is_file() && std::fs::File::open(path).and_then(|mut f| {
-        let mut m = [0u8; 4];
-        std::io::Read::read_exact(&mut f, &mut m).map(|_| &m == b"GGUF")
-    }).unwrap_or(false)
+    path.is_file()
+        && std::fs::File::open(path)
+            .and_then(|mut f| {
+                let mut m = [0u8; 4];
+                std::io::Read::read_exact(&mut f, &mut m).map(|_| &m == b"GGUF")
+            })
+            .unwrap_or(false)
 }
 
 fn gguf_err(path: &Path, e: impl std::fmt::Display) -> TextError {
@@ -33,12 +36,18 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, TextError> {
 /// special-token strings (`bos_token`, `eos_token`) templates expect.
 pub fn load_chat_template(path: &Path) -> Result<Option<ChatTemplate>, TemplateError> {
     if is_gguf(path) {
-        let f = GgufFile::open(path).map_err(|e| TemplateError::Config { path: path.display().to_string(), message: e.to_string() })?;
+        let f = GgufFile::open(path)
+            .map_err(|e| TemplateError::Config { path: path.display().to_string(), message: e.to_string() })?;
         let md = f.metadata();
         let Ok(src) = md.get_str("tokenizer.chat_template") else { return Ok(None) };
         let mut t = ChatTemplate::new(src)?;
         let tokens = md.get_arr_string("tokenizer.ggml.tokens").ok();
-        for (name, key) in [("bos_token", "tokenizer.ggml.bos_token_id"), ("eos_token", "tokenizer.ggml.eos_token_id"), ("unk_token", "tokenizer.ggml.unknown_token_id"), ("pad_token", "tokenizer.ggml.padding_token_id")] {
+        for (name, key) in [
+            ("bos_token", "tokenizer.ggml.bos_token_id"),
+            ("eos_token", "tokenizer.ggml.eos_token_id"),
+            ("unk_token", "tokenizer.ggml.unknown_token_id"),
+            ("pad_token", "tokenizer.ggml.padding_token_id"),
+        ] {
             if let (Some(toks), Ok(id)) = (tokens, md.get_uint(key)) {
                 if let Some(s) = toks.get(id as usize).and_then(|s| s.to_str()) {
                     t = t.with_special_token(name, s);
@@ -80,7 +89,11 @@ pub fn vocab_from_gguf(md: &Metadata) -> Result<GgufVocab, tern_gguf::GgufError>
         model: md.get_str("tokenizer.ggml.model")?.to_string(),
         pre: md.get_str_opt("tokenizer.ggml.pre")?.map(str::to_string),
         tokens: strings("tokenizer.ggml.tokens")?.unwrap_or_default(),
-        scores: if md.contains_key("tokenizer.ggml.scores") { Some(md.get_arr_f32("tokenizer.ggml.scores")?.to_vec()) } else { None },
+        scores: if md.contains_key("tokenizer.ggml.scores") {
+            Some(md.get_arr_f32("tokenizer.ggml.scores")?.to_vec())
+        } else {
+            None
+        },
         token_types,
         merges: strings("tokenizer.ggml.merges")?,
         bos_id: id("tokenizer.ggml.bos_token_id")?,
@@ -94,6 +107,10 @@ pub fn vocab_from_gguf(md: &Metadata) -> Result<GgufVocab, tern_gguf::GgufError>
         add_eos: flag("tokenizer.ggml.add_eos_token")?,
         add_space_prefix: flag("tokenizer.ggml.add_space_prefix")?,
         remove_extra_whitespaces: flag("tokenizer.ggml.remove_extra_whitespaces")?,
-        precompiled_charsmap: if md.contains_key("tokenizer.ggml.precompiled_charsmap") { Some(md.get_arr_u8("tokenizer.ggml.precompiled_charsmap")?.to_vec()) } else { None },
+        precompiled_charsmap: if md.contains_key("tokenizer.ggml.precompiled_charsmap") {
+            Some(md.get_arr_u8("tokenizer.ggml.precompiled_charsmap")?.to_vec())
+        } else {
+            None
+        },
     })
 }
