@@ -34,6 +34,12 @@ pub struct ArchSpec {
     pub default_head_dim: Option<usize>,
     /// How `sliding_window` is read.
     pub sliding_window: SlidingWindow,
+    /// Gemma family: RMSNorm scales by `(1 + w)`, embeddings are multiplied by `sqrt(hidden)`, every
+    /// block has "sandwich" norms (`post_attention_layernorm` on the attention output,
+    /// `pre_feedforward_layernorm` / `post_feedforward_layernorm` around the MLP), attention scores
+    /// are scaled by `query_pre_attn_scalar^-0.5`, and sliding-window layers (`layer_types`) use
+    /// their own RoPE base.
+    pub gemma: bool,
 }
 
 /// Sliding-window attention semantics of a config family.
@@ -61,6 +67,7 @@ pub static ARCHS: &[ArchSpec] = &[
         default_rope_theta: 500_000.0,
         default_head_dim: None,
         sliding_window: SlidingWindow::Never,
+        gemma: false,
         default_rms_eps: 1e-5,
     },
     ArchSpec {
@@ -75,6 +82,7 @@ pub static ARCHS: &[ArchSpec] = &[
         default_rope_theta: 10_000.0,
         default_head_dim: None,
         sliding_window: SlidingWindow::Never,
+        gemma: false,
         default_rms_eps: 1e-6,
     },
     ArchSpec {
@@ -89,6 +97,7 @@ pub static ARCHS: &[ArchSpec] = &[
         default_rope_theta: 10_000.0,
         default_head_dim: None,
         sliding_window: SlidingWindow::Always { default: Some(4096) },
+        gemma: false,
         default_rms_eps: 1e-6,
     },
     ArchSpec {
@@ -103,6 +112,7 @@ pub static ARCHS: &[ArchSpec] = &[
         default_rope_theta: 10_000.0,
         default_head_dim: None,
         sliding_window: SlidingWindow::WhenEnabled,
+        gemma: false,
         default_rms_eps: 1e-6,
     },
     ArchSpec {
@@ -117,6 +127,22 @@ pub static ARCHS: &[ArchSpec] = &[
         default_rope_theta: 10_000.0,
         default_head_dim: Some(128),
         sliding_window: SlidingWindow::WhenEnabled,
+        gemma: false,
+        default_rms_eps: 1e-6,
+    },
+    ArchSpec {
+        name: "gemma3",
+        model_types: &["gemma3_text"],
+        hf_classes: &["Gemma3ForCausalLM"],
+        default_act: Activation::GeluTanh,
+        qkv_bias: false,
+        qk_norm: true,
+        sub_norms: false,
+        default_tie: true,
+        default_rope_theta: 1_000_000.0,
+        default_head_dim: Some(256),
+        sliding_window: SlidingWindow::Always { default: Some(4096) },
+        gemma: true,
         default_rms_eps: 1e-6,
     },
 ];

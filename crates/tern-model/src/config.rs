@@ -58,6 +58,19 @@ pub struct ModelConfig {
     pub mlp_bias: bool,
     pub tie_embeddings: bool,
     pub sliding_window: Option<usize>,
+    /// Per-layer: does this layer use sliding-window attention (and the local RoPE)? Empty means
+    /// every layer follows `sliding_window`.
+    pub sliding_layers: Vec<bool>,
+    /// RoPE of sliding-window layers when it differs from the global one (Gemma-3: theta 1e4, no scaling).
+    pub local_rope: Option<(f64, RopeScaling)>,
+    /// RMSNorm weight offset: 0 (`w`) or 1 (Gemma's `1 + w`; GGUF files store `w + 1` already).
+    pub norm_offset: f32,
+    /// Embeddings are multiplied by this (Gemma: `sqrt(hidden)`).
+    pub embed_scale: Option<f32>,
+    /// Attention score scale; `None` = `head_dim^-0.5`.
+    pub attn_scale: Option<f32>,
+    /// `final_logit_softcapping`: logits = c · tanh(logits / c).
+    pub final_softcap: Option<f32>,
     pub quant: Option<BitnetQuant>,
     /// EOS ids from config.json and generation_config.json.
     pub eos_ids: Vec<u32>,
@@ -156,7 +169,11 @@ impl ModelConfig {
                 format!("{head_dim} is not supported (even, at most {})", tern_kernels::ops::MAX_HEAD_DIM),
             ));
         }
-        let act = match j.opt_str("hidden_act")? {
+        let act_name = match j.opt_str("hidden_act")? {
+            Some(a) => Some(a),
+            None => j.opt_str("hidden_activation")?,
+        };
+        let act = match act_name {
             None => arch.default_act,
             Some(a) => arch::parse_activation(a).ok_or_else(|| {
                 cfg_err(
@@ -190,6 +207,21 @@ impl ModelConfig {
             }
         };
         let quant = parse_quant(j)?;
+        let gemma = arch.gemma;
+        let (sliding_layers, local_rope) =
+            if gemma { parse_gemma_layers(j, n_layers, theta_local(j)?)? } else { (Vec::new(), None) };
+        if let Some(c) = j.opt_f64("attn_logit_softcapping")? {
+            return Err(cfg_err(
+                j,
+                "attn_logit_softcapping",
+                format!("attention logit soft-capping ({c}) is not supported"),
+            ));
+        }
+        let attn_scale = match j.opt_f64("query_pre_attn_scalar")? {
+            Some(q) if gemma && q > 0.0 => Some((1.0 / q.sqrt()) as f32),
+            _ => None,
+        };
+        let final_softcap = j.opt_f64("final_logit_softcapping")?.filter(|c| *c > 0.0).map(|c| c as f32);
         let eos_ids = j.opt_u32_list("eos_token_id")?.unwrap_or_default();
         let bos_id = j.opt_u32_list("bos_token_id")?.and_then(|v| v.first().copied());
         Ok(ModelConfig {
@@ -212,6 +244,12 @@ impl ModelConfig {
             mlp_bias,
             tie_embeddings,
             sliding_window,
+            sliding_layers,
+            local_rope,
+            norm_offset: if gemma { 1.0 } else { 0.0 },
+            embed_scale: gemma.then(|| (hidden as f32).sqrt()),
+            attn_scale,
+            final_softcap,
             quant,
             eos_ids,
             bos_id,
@@ -243,6 +281,14 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// Whether layer `i` uses sliding-window attention.
+    pub fn layer_is_sliding(&self, i: usize) -> bool {
+        match self.sliding_layers.get(i) {
+            Some(&s) => s && self.sliding_window.is_some(),
+            None => self.sliding_window.is_some(),
+        }
+    }
+
     /// Dimensions of the rotated part of each head.
     pub fn rotary_dim(&self) -> usize {
         let d = (self.head_dim as f64 * self.partial_rotary) as usize;
@@ -254,9 +300,60 @@ fn cfg_err(j: &JsonFile, field: &str, reason: impl Into<String>) -> ModelError {
     ModelError::Config { path: j.path.clone(), field: field.to_string(), reason: reason.into() }
 }
 
+fn theta_local(j: &JsonFile) -> Result<f64> {
+    // v5: rope_parameters.sliding_attention.rope_theta; v4: rope_local_base_freq.
+    if let Some(p) = j.object("rope_parameters")? {
+        if let Some(sl) = p.object("sliding_attention")? {
+            if let Some(t) = sl.opt_f64("rope_theta")? {
+                return Ok(t);
+            }
+        }
+    }
+    Ok(j.opt_f64("rope_local_base_freq")?.unwrap_or(10_000.0))
+}
+
+/// Gemma-3 layer types: `layer_types` (v5) or `sliding_window_pattern` (every N-th layer is global).
+fn parse_gemma_layers(
+    j: &JsonFile,
+    n_layers: usize,
+    local_theta: f64,
+) -> Result<(Vec<bool>, Option<(f64, RopeScaling)>)> {
+    let sliding: Vec<bool> = match j.opt_str_list("layer_types")? {
+        Some(types) => {
+            if types.len() != n_layers {
+                return Err(cfg_err(j, "layer_types", format!("{} entries for {n_layers} layers", types.len())));
+            }
+            types
+                .iter()
+                .map(|t| match t.as_str() {
+                    "sliding_attention" => Ok(true),
+                    "full_attention" => Ok(false),
+                    other => Err(cfg_err(j, "layer_types", format!("unknown layer type '{other}'"))),
+                })
+                .collect::<Result<_>>()?
+        }
+        None => {
+            let pat =
+                j.opt_usize("sliding_window_pattern")?.or(j.opt_usize("_sliding_window_pattern")?).unwrap_or(6).max(1);
+            (0..n_layers).map(|i| (i + 1) % pat != 0).collect()
+        }
+    };
+    let mut local_scaling = RopeScaling::Default;
+    if let Some(p) = j.object("rope_parameters")? {
+        if let Some(sl) = p.object("sliding_attention")? {
+            local_scaling = RopeScaling::parse(&sl, j.opt_usize("max_position_embeddings")?.unwrap_or(4096), None)?;
+        }
+    }
+    Ok((sliding, Some((local_theta, local_scaling))))
+}
+
 fn parse_rope(j: &JsonFile, arch: &ArchSpec, max_pos: usize) -> Result<(f64, RopeScaling, f64)> {
-    // v5: rope_parameters {rope_type, rope_theta, ...}; v4: rope_theta + rope_scaling {type|rope_type, ...}.
-    let params = j.object("rope_parameters")?;
+    // v5: rope_parameters {rope_type, rope_theta, ...} (per layer type for Gemma-3: the
+    // `full_attention` entry is the global RoPE); v4: rope_theta + rope_scaling {type|rope_type, ...}.
+    let params = match j.object("rope_parameters")? {
+        Some(p) if p.has("full_attention") => p.object("full_attention")?,
+        other => other,
+    };
     let scaling = j.object("rope_scaling")?;
     let theta = match params.as_ref().and_then(|p| p.opt_f64("rope_theta").transpose()) {
         Some(t) => t?,

@@ -60,6 +60,16 @@ pub fn load_hf(config: ModelConfig, set: &SafetensorsSet, dir: &Path, progress: 
         let m = format!("{p}.mlp");
         layers.push(Layer {
             attn_norm: b.vector(&format!("{p}.input_layernorm.weight"), h, "attention norm")?,
+            post_attn_norm: c
+                .arch
+                .gemma
+                .then(|| b.vector(&format!("{p}.post_attention_layernorm.weight"), h, "post-attention norm"))
+                .transpose()?,
+            post_ffn_norm: c
+                .arch
+                .gemma
+                .then(|| b.vector(&format!("{p}.post_feedforward_layernorm.weight"), h, "post-feedforward norm"))
+                .transpose()?,
             q: b.linear(&format!("{a}.q_proj"), nh * hd, h, qkv_bias)?,
             k: b.linear(&format!("{a}.k_proj"), nkv * hd, h, qkv_bias)?,
             v: b.linear(&format!("{a}.v_proj"), nkv * hd, h, qkv_bias)?,
@@ -79,7 +89,11 @@ pub fn load_hf(config: ModelConfig, set: &SafetensorsSet, dir: &Path, progress: 
                 .sub_norms
                 .then(|| b.vector(&format!("{a}.attn_sub_norm.weight"), nh * hd, "attention sub-norm"))
                 .transpose()?,
-            ffn_norm: b.vector(&format!("{p}.post_attention_layernorm.weight"), h, "MLP norm")?,
+            ffn_norm: if c.arch.gemma {
+                b.vector(&format!("{p}.pre_feedforward_layernorm.weight"), h, "pre-feedforward norm")?
+            } else {
+                b.vector(&format!("{p}.post_attention_layernorm.weight"), h, "MLP norm")?
+            },
             gate: b.linear(&format!("{m}.gate_proj"), ffn, h, c.mlp_bias)?,
             up: b.linear(&format!("{m}.up_proj"), ffn, h, c.mlp_bias)?,
             down: b.linear(&format!("{m}.down_proj"), h, ffn, c.mlp_bias)?,
@@ -104,7 +118,11 @@ pub fn load_hf(config: ModelConfig, set: &SafetensorsSet, dir: &Path, progress: 
     };
     b.check_all_used(c)?;
     let rope = Rope::new(c.rope_theta, c.rotary_dim(), c.rope_scaling.clone(), c.max_position_embeddings);
-    Ok(Model { config, embed, layers, norm, lm_head, rope })
+    let rope_local = c
+        .local_rope
+        .as_ref()
+        .map(|(theta, sc)| Rope::new(*theta, c.rotary_dim(), sc.clone(), c.max_position_embeddings));
+    Ok(Model { config, embed, layers, norm, lm_head, rope, rope_local })
 }
 
 struct Binder<'a> {

@@ -51,6 +51,7 @@ fn gguf_arch(name: &str) -> Option<GgufArch> {
         "qwen2" => GgufArch { model_type: "qwen2", permuted_qk: false },
         "qwen3" => GgufArch { model_type: "qwen3", permuted_qk: false },
         "bitnet" | "bitnet-b1.58" | "bitnet-25" => GgufArch { model_type: "bitnet", permuted_qk: false },
+        "gemma3" => GgufArch { model_type: "gemma3_text", permuted_qk: false },
         _ => return None,
     })
 }
@@ -76,7 +77,7 @@ pub fn gguf_config(f: &GgufFile, path: &str) -> Result<ModelConfig> {
     let ga = gguf_arch(&arch_name).ok_or_else(|| ModelError::UnknownModelType {
         path: path.to_string(),
         found: arch_name.clone(),
-        supported: "llama, mistral, qwen2, qwen3, bitnet, bitnet-b1.58".into(),
+        supported: "llama, mistral, qwen2, qwen3, gemma3, bitnet, bitnet-b1.58".into(),
     })?;
     let spec = arch::by_model_type(ga.model_type).expect("GGUF arch maps to a known model type");
     let k = |s: &str| format!("{arch_name}.{s}");
@@ -164,6 +165,17 @@ pub fn gguf_config(f: &GgufFile, path: &str) -> Result<ModelConfig> {
         SlidingWindow::Never => None,
         _ => uint("attention.sliding_window")?.filter(|&w| w > 0),
     };
+    // Gemma-3 in llama.cpp: every 6th layer is global (`set_swa_pattern(6)`), sliding layers use
+    // RoPE base 10000 unscaled, norms already hold `1 + w`, attention scale 1/sqrt(key_length).
+    let gemma = spec.gemma;
+    let sliding_layers: Vec<bool> = if gemma {
+        let pat = uint("attention.sliding_window_pattern")?.unwrap_or(6).max(1);
+        (0..n_layers).map(|i| (i + 1) % pat != 0).collect()
+    } else {
+        Vec::new()
+    };
+    let local_rope =
+        gemma.then(|| (float("rope.freq_base_swa").ok().flatten().unwrap_or(10_000.0), RopeScaling::Default));
     let tok_id = |key: &str| -> Result<Option<u32>> {
         match md.get(key) {
             None => Ok(None),
@@ -198,6 +210,12 @@ pub fn gguf_config(f: &GgufFile, path: &str) -> Result<ModelConfig> {
         mlp_bias: false,
         tie_embeddings: f.tensor("output.weight").is_none(),
         sliding_window,
+        sliding_layers,
+        local_rope,
+        norm_offset: 0.0,
+        embed_scale: gemma.then(|| (hidden as f32).sqrt()),
+        attn_scale: gemma.then(|| 1.0 / (head_dim as f32).sqrt()),
+        final_softcap: float("final_logit_softcapping")?.filter(|c| *c > 0.0).map(|c| c as f32),
         quant: None,
         eos_ids,
         bos_id: tok_id("tokenizer.ggml.bos_token_id")?,
@@ -444,6 +462,16 @@ fn bind(config: ModelConfig, f: Arc<GgufFile>, path: &str, progress: Option<Prog
         bias(&mut o, &format!("{p}.attn_output.bias"), h)?;
         layers.push(Layer {
             attn_norm: b.vector(&format!("{p}.attn_norm.weight"), h, "attention norm")?,
+            post_attn_norm: c
+                .arch
+                .gemma
+                .then(|| b.vector(&format!("{p}.post_attention_norm.weight"), h, "post-attention norm"))
+                .transpose()?,
+            post_ffn_norm: c
+                .arch
+                .gemma
+                .then(|| b.vector(&format!("{p}.post_ffw_norm.weight"), h, "post-feedforward norm"))
+                .transpose()?,
             q,
             k,
             v,
@@ -494,7 +522,11 @@ fn bind(config: ModelConfig, f: Arc<GgufFile>, path: &str, progress: Option<Prog
         });
     }
     drop(used);
-    Ok(Model { config, embed, layers, norm, lm_head, rope })
+    let rope_local = c
+        .local_rope
+        .as_ref()
+        .map(|(theta, sc)| Rope::new(*theta, c.rotary_dim(), sc.clone(), c.max_position_embeddings));
+    Ok(Model { config, embed, layers, norm, lm_head, rope, rope_local })
 }
 
 #[cfg(test)]

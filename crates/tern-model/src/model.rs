@@ -32,6 +32,9 @@ pub struct Layer {
     pub up: Linear,
     pub down: Linear,
     pub ffn_sub_norm: Option<Vec<f32>>,
+    /// Gemma sandwich norms: on the attention output and on the MLP output.
+    pub post_attn_norm: Option<Vec<f32>>,
+    pub post_ffn_norm: Option<Vec<f32>>,
 }
 
 /// A loaded model: configuration plus bound weights.
@@ -45,6 +48,8 @@ pub struct Model {
     /// The LM head; `None` means tied to `embed`.
     pub lm_head: Option<Linear>,
     pub rope: Rope,
+    /// RoPE of sliding-window layers when it differs (Gemma-3).
+    pub rope_local: Option<Rope>,
 }
 
 /// Per-sequence KV cache: `[layer][kv_head][position][head_dim]` in f32.
@@ -115,6 +120,8 @@ pub struct Workspace {
     inv_freq: Vec<f32>,
     cos: Vec<f32>,
     sin: Vec<f32>,
+    cos_local: Vec<f32>,
+    sin_local: Vec<f32>,
     lin: LinearScratch,
     /// Logits of the last forward call.
     pub logits: Vec<f32>,
@@ -162,7 +169,11 @@ impl Model {
         resize(&mut ws.up, t_n * ffn);
 
         for (t, &id) in tokens.iter().enumerate() {
-            self.embed.row_to_f32(id as usize, &mut ws.x[t * h..(t + 1) * h]);
+            let row = &mut ws.x[t * h..(t + 1) * h];
+            self.embed.row_to_f32(id as usize, row);
+            if let Some(s) = c.embed_scale {
+                row.iter_mut().for_each(|v| *v *= s);
+            }
         }
 
         // RoPE tables for this call's positions.
@@ -174,23 +185,37 @@ impl Model {
             let (cs, sn) = (&mut ws.cos[t * half..(t + 1) * half], &mut ws.sin[t * half..(t + 1) * half]);
             self.rope.cos_sin(&ws.inv_freq, pos0 + t, cs, sn);
         }
+        if let Some(rl) = &self.rope_local {
+            rl.inv_freq_for(pos0 + t_n, &mut ws.inv_freq);
+            resize(&mut ws.cos_local, t_n * half);
+            resize(&mut ws.sin_local, t_n * half);
+            for t in 0..t_n {
+                let (cs, sn) =
+                    (&mut ws.cos_local[t * half..(t + 1) * half], &mut ws.sin_local[t * half..(t + 1) * half]);
+                rl.cos_sin(&ws.inv_freq, pos0 + t, cs, sn);
+            }
+        }
+        let off = c.norm_offset;
 
         let eps = c.rms_eps;
         let cap = cache.capacity;
         for (li, layer) in self.layers.iter().enumerate() {
             // --- attention block ---
-            ops::rms_norm(&ws.x, &layer.attn_norm, eps, 0.0, &mut ws.xn);
+            ops::rms_norm(&ws.x, &layer.attn_norm, eps, off, &mut ws.xn);
             layer.q.forward(pool, &ws.xn, &mut ws.q, &mut ws.lin);
             layer.k.forward(pool, &ws.xn, &mut ws.k, &mut ws.lin);
             layer.v.forward(pool, &ws.xn, &mut ws.v, &mut ws.lin);
             if let Some(w) = &layer.q_norm {
-                ops::rms_norm_inplace(&mut ws.q, w, eps, 0.0);
+                ops::rms_norm_inplace(&mut ws.q, w, eps, off);
             }
             if let Some(w) = &layer.k_norm {
-                ops::rms_norm_inplace(&mut ws.k, w, eps, 0.0);
+                ops::rms_norm_inplace(&mut ws.k, w, eps, off);
             }
+            let sliding = c.layer_is_sliding(li);
+            let (cos_t, sin_t) =
+                if sliding && self.rope_local.is_some() { (&ws.cos_local, &ws.sin_local) } else { (&ws.cos, &ws.sin) };
             for t in 0..t_n {
-                let (cs, sn) = (&ws.cos[t * half..(t + 1) * half], &ws.sin[t * half..(t + 1) * half]);
+                let (cs, sn) = (&cos_t[t * half..(t + 1) * half], &sin_t[t * half..(t + 1) * half]);
                 ops::rope_rotate_half(&mut ws.q[t * nh * hd..(t + 1) * nh * hd], hd, cs, sn);
                 ops::rope_rotate_half(&mut ws.k[t * nkv * hd..(t + 1) * nkv * hd], hd, cs, sn);
             }
@@ -210,18 +235,21 @@ impl Model {
                 head_dim: hd,
                 capacity: cap,
                 pos0,
-                scale: 1.0 / (hd as f32).sqrt(),
-                window: c.sliding_window,
+                scale: c.attn_scale.unwrap_or(1.0 / (hd as f32).sqrt()),
+                window: if sliding { c.sliding_window } else { None },
             };
             ops::attention(pool, shape, &ws.q, kc, vc, &mut ws.att);
             if let Some(w) = &layer.attn_sub_norm {
                 ops::rms_norm_inplace(&mut ws.att, w, eps, 0.0);
             }
             layer.o.forward(pool, &ws.att, &mut ws.o, &mut ws.lin);
+            if let Some(w) = &layer.post_attn_norm {
+                ops::rms_norm_inplace(&mut ws.o, w, eps, off);
+            }
             ops::add_inplace(&mut ws.x, &ws.o);
 
             // --- MLP block ---
-            ops::rms_norm(&ws.x, &layer.ffn_norm, eps, 0.0, &mut ws.xn);
+            ops::rms_norm(&ws.x, &layer.ffn_norm, eps, off, &mut ws.xn);
             layer.gate.forward(pool, &ws.xn, &mut ws.gate, &mut ws.lin);
             layer.up.forward(pool, &ws.xn, &mut ws.up, &mut ws.lin);
             ops::glu(c.act, &mut ws.gate, &ws.up);
@@ -229,6 +257,9 @@ impl Model {
                 ops::rms_norm_inplace(&mut ws.gate, w, eps, 0.0);
             }
             layer.down.forward(pool, &ws.gate, &mut ws.o, &mut ws.lin);
+            if let Some(w) = &layer.post_ffn_norm {
+                ops::rms_norm_inplace(&mut ws.o, w, eps, off);
+            }
             ops::add_inplace(&mut ws.x, &ws.o);
         }
         cache.len = pos0 + t_n;
@@ -240,12 +271,15 @@ impl Model {
         };
         let n_rows = rows.len();
         let xs = &ws.x[rows.start * h..rows.end * h];
-        ops::rms_norm(xs, &self.norm, eps, 0.0, &mut ws.xn[..n_rows * h]);
+        ops::rms_norm(xs, &self.norm, eps, off, &mut ws.xn[..n_rows * h]);
         let vocab = self.vocab();
         resize(&mut ws.logits, n_rows * vocab);
         match &self.lm_head {
             Some(head) => head.forward(pool, &ws.xn[..n_rows * h], &mut ws.logits, &mut ws.lin),
             None => self.embed.forward(pool, &ws.xn[..n_rows * h], &mut ws.logits, &mut ws.lin),
+        }
+        if let Some(cap) = c.final_softcap {
+            ws.logits.iter_mut().for_each(|l| *l = cap * (*l / cap).tanh());
         }
         Ok(())
     }

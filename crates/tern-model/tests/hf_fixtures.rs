@@ -115,6 +115,7 @@ fixture_tests!(
     llama_rope_dynamic,
     llama_rope_yarn,
     mistral_gelu,
+    gemma3_text_swa,
 );
 
 #[test]
@@ -128,6 +129,7 @@ fn incremental_decode_matches_full_pass() {
         "llama_llama3_rope_bf16",
         "mistral_gelu",
         "llama_rope_yarn",
+        "gemma3_text_swa",
     ] {
         check_incremental(name);
     }
@@ -147,6 +149,7 @@ fn every_fixture_dir_is_tested() {
         "llama_rope_dynamic",
         "llama_rope_yarn",
         "mistral_gelu",
+        "gemma3_text_swa",
     ];
     for e in std::fs::read_dir(fixtures_root()).unwrap() {
         let e = e.unwrap();
