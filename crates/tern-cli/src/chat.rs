@@ -10,7 +10,6 @@ use crate::text_cmds::chat_request;
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tern_engine::{Generator, Sampler, StepControl};
@@ -18,8 +17,11 @@ use tern_text::stream::StreamDecoder;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Model: a GGUF file, an HF model directory, or a Hub repo (`org/name[@rev]`, `org/name:file.gguf`).
     #[arg(short, long)]
-    model: PathBuf,
+    model: String,
+    #[command(flatten)]
+    hub: crate::hub_cmds::HubArgs,
     /// System prompt.
     #[arg(long)]
     system: Option<String>,
@@ -39,11 +41,12 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> Result<()> {
-    let model = common::load_model(&a.model)?;
-    let tok = tern_text::source::load_tokenizer(&a.model)
-        .with_context(|| format!("loading the tokenizer from {}", a.model.display()))?;
-    let template = tern_text::source::load_chat_template(&a.model)?
-        .with_context(|| format!("{} has no chat template: use `tern run` for raw completion", a.model.display()))?;
+    let model_path = crate::hub_cmds::resolve_model(&a.model, &a.hub)?;
+    let model = common::load_model(&model_path)?;
+    let tok = tern_text::source::load_tokenizer(&model_path)
+        .with_context(|| format!("loading the tokenizer from {}", model_path.display()))?;
+    let template = tern_text::source::load_chat_template(&model_path)?
+        .with_context(|| format!("{} has no chat template: use `tern run` for raw completion", model_path.display()))?;
     let params = a.sampling.resolve(&model)?;
     let ctx = a.ctx.unwrap_or_else(|| model.config.max_position_embeddings.min(4096));
     let pool = common::pool(a.threads);
@@ -80,7 +83,7 @@ pub fn main(a: Args) -> Result<()> {
         }
     };
     reset_history(&mut history);
-    eprintln!("[tern] chat with {} — /reset, /exit, Ctrl-C stops a reply", a.model.display());
+    eprintln!("[tern] chat with {} — /reset, /exit, Ctrl-C stops a reply", model_path.display());
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     loop {

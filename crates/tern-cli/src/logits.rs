@@ -4,14 +4,15 @@
 use crate::common;
 use anyhow::{bail, Result};
 use std::io::Write;
-use std::path::PathBuf;
 use tern_model::{KvCache, Logits, Workspace};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model directory.
+    /// Model: a GGUF file, an HF model directory, or a Hub repo (`org/name[@rev]`, `org/name:file.gguf`).
     #[arg(short, long)]
-    model: PathBuf,
+    model: String,
+    #[command(flatten)]
+    hub: crate::hub_cmds::HubArgs,
     /// Comma-separated token ids.
     #[arg(long)]
     tokens: String,
@@ -21,11 +22,12 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> Result<()> {
+    let model_path = crate::hub_cmds::resolve_model(&a.model, &a.hub)?;
     let ids = common::parse_ids(&a.tokens)?;
     if ids.is_empty() {
         bail!("--tokens: no token ids given");
     }
-    let model = common::load_model(&a.model)?;
+    let model = common::load_model(&model_path)?;
     let pool = common::pool(a.threads);
     let mut cache = KvCache::new(&model.config, ids.len());
     let mut ws = Workspace::default();

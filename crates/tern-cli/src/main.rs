@@ -4,6 +4,7 @@
 
 mod chat;
 mod common;
+mod hub_cmds;
 mod logits;
 mod perplexity;
 mod run;
@@ -28,6 +29,12 @@ enum Cmd {
     Logits(logits::Args),
     /// Perplexity of a text file (llama-perplexity semantics).
     Perplexity(perplexity::Args),
+    /// Download a model from the Hugging Face Hub into the local cache.
+    Pull(hub_cmds::PullArgs),
+    /// List the models in the local Hugging Face cache.
+    Ls(hub_cmds::LsArgs),
+    /// Delete a cached model (org/name) or one revision of it (org/name@rev).
+    Rm(hub_cmds::RmArgs),
     /// Tokenize text; prints a JSON array of ids.
     Tokenize(text_cmds::TokenizeArgs),
     /// Render a conversation through the chat template; prints the prompt text.
@@ -45,6 +52,9 @@ fn main() {
         Cmd::Chat(a) => chat::main(a),
         Cmd::Logits(a) => logits::main(a),
         Cmd::Perplexity(a) => perplexity::main(a),
+        Cmd::Pull(a) => hub_cmds::pull_main(a),
+        Cmd::Ls(a) => hub_cmds::ls_main(a),
+        Cmd::Rm(a) => hub_cmds::rm_main(a),
         Cmd::Tokenize(a) => text_cmds::tokenize_main(a),
         Cmd::Prompt(a) => text_cmds::prompt_main(a),
     };

@@ -7,8 +7,11 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Model: a GGUF file, an HF model directory, or a Hub repo (`org/name[@rev]`, `org/name:file.gguf`).
     #[arg(short, long)]
-    model: PathBuf,
+    model: String,
+    #[command(flatten)]
+    hub: crate::hub_cmds::HubArgs,
     /// Text file to score.
     #[arg(short, long)]
     file: PathBuf,
@@ -26,9 +29,10 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> Result<()> {
+    let model_path = crate::hub_cmds::resolve_model(&a.model, &a.hub)?;
     let text = std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
-    let model = common::load_model(&a.model)?;
-    let tok = tern_text::source::load_tokenizer(&a.model)?;
+    let model = common::load_model(&model_path)?;
+    let tok = tern_text::source::load_tokenizer(&model_path)?;
     let mut tokens = tok.encode(&text, true, false)?;
     if a.chunks > 0 {
         tokens.truncate(a.chunks * a.ctx);

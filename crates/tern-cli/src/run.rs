@@ -4,15 +4,16 @@
 use crate::common::{self, SamplingArgs};
 use anyhow::{Context, Result};
 use std::io::Write;
-use std::path::PathBuf;
 use tern_engine::{Generator, Sampler, StepControl};
 use tern_text::stream::StreamDecoder;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model directory.
+    /// Model: a GGUF file, an HF model directory, or a Hub repo (`org/name[@rev]`, `org/name:file.gguf`).
     #[arg(short, long)]
-    model: PathBuf,
+    model: String,
+    #[command(flatten)]
+    hub: crate::hub_cmds::HubArgs,
     /// Prompt text.
     #[arg(short, long)]
     prompt: String,
@@ -36,9 +37,10 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> Result<()> {
-    let model = common::load_model(&a.model)?;
-    let tok = tern_text::source::load_tokenizer(&a.model)
-        .with_context(|| format!("loading the tokenizer from {}", a.model.display()))?;
+    let model_path = crate::hub_cmds::resolve_model(&a.model, &a.hub)?;
+    let model = common::load_model(&model_path)?;
+    let tok = tern_text::source::load_tokenizer(&model_path)
+        .with_context(|| format!("loading the tokenizer from {}", model_path.display()))?;
     let params = a.sampling.resolve(&model)?;
     let prompt = tok.encode(&a.prompt, true, a.parse_special)?;
     if prompt.is_empty() {

@@ -126,3 +126,43 @@ fn perplexity_runs_on_smollm2() {
     // A repeated sentence is very predictable for a real model.
     assert!(ppl > 1.0 && ppl < 3.0, "{so}");
 }
+
+fn gemma3() -> PathBuf {
+    let root = std::env::var_os("TERN_TESTDATA").map(PathBuf::from).unwrap_or_else(|| repo().join(".cache/testdata"));
+    let p = root.join("gemma3/gemma-3-270m-Q4_K_M.gguf");
+    assert!(p.is_file(), "{} is missing: run tools/testdata/fetch.sh gemma3", p.display());
+    p
+}
+
+const ENGLISH: &str = "The history of the printing press begins in the fifteenth century. Before its invention, \
+books were copied by hand, which made them rare and expensive. Johannes Gutenberg combined movable metal type, \
+oil-based ink and a wooden press adapted from those used to make wine. The result was a machine that could produce \
+pages quickly and at a low cost. Within a few decades, printing shops had opened in many European cities, and the \
+number of books in circulation grew from thousands to millions. Printed books helped spread new ideas in science, \
+religion and politics, and they made it possible for more people to learn to read. Historians often describe the \
+printing press as one of the most important inventions of the modern era, because it changed how knowledge was \
+stored, shared and preserved for future generations.";
+
+/// Gemma-3-270M (k-quants Q4_K/Q5_0/Q6_K/Q8_0, sliding-window layers, tied head) must model English text
+/// well: a broken norm, RoPE or window would push the perplexity far up.
+#[test]
+fn gemma3_gguf_perplexity_on_english() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("t.txt");
+    std::fs::write(&f, ENGLISH.repeat(2)).unwrap();
+    let (so, _) =
+        run_ok(tern().args(["perplexity", "-m"]).arg(gemma3()).arg("-f").arg(&f).args(["--ctx", "128", "-t", "2"]));
+    let ppl: f64 = so.split("PPL = ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!(ppl > 1.0 && ppl < 25.0, "{so}");
+}
+
+#[test]
+fn smollm2_perplexity_on_english() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("t.txt");
+    std::fs::write(&f, ENGLISH.repeat(2)).unwrap();
+    let (so, _) =
+        run_ok(tern().args(["perplexity", "-m"]).arg(smollm2()).arg("-f").arg(&f).args(["--ctx", "128", "-t", "2"]));
+    let ppl: f64 = so.split("PPL = ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!(ppl > 1.0 && ppl < 25.0, "{so}");
+}
