@@ -58,7 +58,8 @@ fn logits_rejects_bad_ids() {
     assert!(e.contains("token id 99999") && e.contains("outside the vocabulary"), "{e}");
     let out = tern().args(["logits", "-m", "/nonexistent/model", "--tokens", "1"]).output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("/nonexistent/model") && e.contains("not an existing local path"), "{e}");
 }
 
 #[test]
