@@ -312,12 +312,11 @@ fn theta_local(j: &JsonFile) -> Result<f64> {
     Ok(j.opt_f64("rope_local_base_freq")?.unwrap_or(10_000.0))
 }
 
+/// RoPE of sliding-window layers: base and scaling.
+type LocalRope = Option<(f64, RopeScaling)>;
+
 /// Gemma-3 layer types: `layer_types` (v5) or `sliding_window_pattern` (every N-th layer is global).
-fn parse_gemma_layers(
-    j: &JsonFile,
-    n_layers: usize,
-    local_theta: f64,
-) -> Result<(Vec<bool>, Option<(f64, RopeScaling)>)> {
+fn parse_gemma_layers(j: &JsonFile, n_layers: usize, local_theta: f64) -> Result<(Vec<bool>, LocalRope)> {
     let sliding: Vec<bool> = match j.opt_str_list("layer_types")? {
         Some(types) => {
             if types.len() != n_layers {
