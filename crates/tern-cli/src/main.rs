@@ -4,6 +4,7 @@
 
 mod chat;
 mod common;
+mod convert_cmd;
 mod hub_cmds;
 mod logits;
 mod perplexity;
@@ -23,6 +24,8 @@ struct Cli {
 enum Cmd {
     /// Raw completion of a prompt (no chat template), streamed to stdout.
     Run(run::Args),
+    /// Convert an HF model directory or a GGUF file to GGUF (tq1_0, tq2_0, i2_s, q8_0, q4_0, q4_k, q6_k, f16, bf16).
+    Convert(convert_cmd::Args),
     /// Interactive chat (applies the model's chat template).
     Chat(chat::Args),
     /// Print the logits of every position of a token sequence as JSON.
@@ -50,6 +53,7 @@ fn main() {
     let r = match cli.cmd {
         Cmd::Run(a) => run::main(a),
         Cmd::Chat(a) => chat::main(a),
+        Cmd::Convert(a) => convert_cmd::main(a),
         Cmd::Logits(a) => logits::main(a),
         Cmd::Perplexity(a) => perplexity::main(a),
         Cmd::Pull(a) => hub_cmds::pull_main(a),
