@@ -52,12 +52,7 @@ pub fn main(a: Args) -> Result<()> {
     let pool = common::pool(a.threads);
     let mut gen = Generator::new(&model, &pool, ctx);
     let mut sampler = Sampler::new(params);
-    let mut eos: Vec<u32> = model.config.eos_ids.clone();
-    for &e in tok.eos_ids() {
-        if !eos.contains(&e) {
-            eos.push(e);
-        }
-    }
+    let eos = common::eos_ids(&model, &tok);
 
     let generating = Arc::new(AtomicBool::new(false));
     let interrupted = Arc::new(AtomicBool::new(false));

@@ -102,3 +102,15 @@ pub fn parse_ids(s: &str) -> Result<Vec<u32>> {
 pub fn path_arg(p: &str) -> PathBuf {
     PathBuf::from(p)
 }
+
+/// Stop ids: the model config's EOS ids (config.json + generation_config.json, or GGUF) merged with
+/// the tokenizer's.
+pub fn eos_ids(model: &Model, tok: &tern_text::Tokenizer) -> Vec<u32> {
+    let mut eos = model.config.eos_ids.clone();
+    for &e in tok.eos_ids() {
+        if !eos.contains(&e) {
+            eos.push(e);
+        }
+    }
+    eos
+}

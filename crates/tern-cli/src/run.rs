@@ -49,12 +49,7 @@ pub fn main(a: Args) -> Result<()> {
     let ctx = a.ctx.unwrap_or_else(|| model.config.max_position_embeddings.min(4096)).max(prompt.len() + 1);
     let pool = common::pool(a.threads);
     let mut gen = Generator::new(&model, &pool, ctx);
-    let mut eos: Vec<u32> = model.config.eos_ids.clone();
-    for &e in tok.eos_ids() {
-        if !eos.contains(&e) {
-            eos.push(e);
-        }
-    }
+    let eos = common::eos_ids(&model, &tok);
     let mut sampler = Sampler::new(params);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
