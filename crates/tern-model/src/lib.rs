@@ -16,7 +16,7 @@ pub mod model;
 pub mod rope;
 
 pub use config::ModelConfig;
-pub use model::{KvCache, Logits, Model, Workspace};
+pub use model::{KvCache, Logits, Model, SeqInput, Workspace};
 
 /// Errors from configuring, loading or running a model. Every variant names the file and the
 /// tensor or field involved.
@@ -42,6 +42,8 @@ pub enum ModelError {
     TokenOutOfRange { id: u32, pos: usize, vocab: usize },
     #[error("context full: {needed} positions needed but the KV cache holds {capacity}")]
     ContextFull { needed: usize, capacity: usize },
+    #[error("KV cache was made for a different model (layer count, KV heads or head size differ)")]
+    CacheMismatch,
 }
 
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;

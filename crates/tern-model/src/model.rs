@@ -96,6 +96,12 @@ impl KvCache {
     }
 }
 
+/// One sequence of a batched forward call: its new tokens and its own cache.
+pub struct SeqInput<'a> {
+    pub tokens: &'a [u32],
+    pub cache: &'a mut KvCache,
+}
+
 /// Which logits a forward call returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Logits {
@@ -142,20 +148,42 @@ impl Model {
         ws: &mut Workspace,
         which: Logits,
     ) -> Result<()> {
+        self.forward_batch(pool, &mut [SeqInput { tokens, cache }], ws, which)
+    }
+
+    /// Runs several sequences in one pass (continuous batching): the linear layers see the rows of
+    /// all sequences at once, while RoPE, the KV write and attention run per sequence against its own
+    /// cache. `ws.logits` holds, in sequence order, each sequence's rows ([`Logits::All`]) or its
+    /// last row ([`Logits::Last`]), `rows × vocab`. Sequences with no tokens contribute no rows.
+    /// Nothing is written to any cache unless every sequence fits and every id is in range.
+    pub fn forward_batch(
+        &self,
+        pool: &ThreadPool,
+        seqs: &mut [SeqInput<'_>],
+        ws: &mut Workspace,
+        which: Logits,
+    ) -> Result<()> {
         let c = &self.config;
-        let t_n = tokens.len();
+        let vocab_in = self.embed.out_features();
+        let mut t_n = 0;
+        for s in seqs.iter() {
+            let pos0 = s.cache.len;
+            if pos0 + s.tokens.len() > s.cache.capacity {
+                return Err(ModelError::ContextFull { needed: pos0 + s.tokens.len(), capacity: s.cache.capacity });
+            }
+            if s.cache.k.len() != c.n_layers || s.cache.n_kv != c.n_kv_heads || s.cache.head_dim != c.head_dim {
+                return Err(ModelError::CacheMismatch);
+            }
+            for (i, &id) in s.tokens.iter().enumerate() {
+                if id as usize >= vocab_in {
+                    return Err(ModelError::TokenOutOfRange { id, pos: pos0 + i, vocab: vocab_in });
+                }
+            }
+            t_n += s.tokens.len();
+        }
         if t_n == 0 {
             ws.logits.clear();
             return Ok(());
-        }
-        let pos0 = cache.len;
-        if pos0 + t_n > cache.capacity {
-            return Err(ModelError::ContextFull { needed: pos0 + t_n, capacity: cache.capacity });
-        }
-        for (i, &id) in tokens.iter().enumerate() {
-            if id as usize >= self.embed.out_features() {
-                return Err(ModelError::TokenOutOfRange { id, pos: pos0 + i, vocab: self.embed.out_features() });
-            }
         }
         let (h, hd, nh, nkv, ffn) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads, c.ffn);
         resize(&mut ws.x, t_n * h);
@@ -168,7 +196,7 @@ impl Model {
         resize(&mut ws.gate, t_n * ffn);
         resize(&mut ws.up, t_n * ffn);
 
-        for (t, &id) in tokens.iter().enumerate() {
+        for (t, &id) in seqs.iter().flat_map(|s| s.tokens.iter()).enumerate() {
             let row = &mut ws.x[t * h..(t + 1) * h];
             self.embed.row_to_f32(id as usize, row);
             if let Some(s) = c.embed_scale {
@@ -176,29 +204,38 @@ impl Model {
             }
         }
 
-        // RoPE tables for this call's positions.
+        // RoPE tables for every row at its own position (dynamic scaling depends on each sequence's
+        // length, so the frequencies are computed per sequence).
         let half = self.rope.rot_dim / 2;
-        self.rope.inv_freq_for(pos0 + t_n, &mut ws.inv_freq);
         resize(&mut ws.cos, t_n * half);
         resize(&mut ws.sin, t_n * half);
-        for t in 0..t_n {
-            let (cs, sn) = (&mut ws.cos[t * half..(t + 1) * half], &mut ws.sin[t * half..(t + 1) * half]);
-            self.rope.cos_sin(&ws.inv_freq, pos0 + t, cs, sn);
-        }
-        if let Some(rl) = &self.rope_local {
-            rl.inv_freq_for(pos0 + t_n, &mut ws.inv_freq);
+        if self.rope_local.is_some() {
             resize(&mut ws.cos_local, t_n * half);
             resize(&mut ws.sin_local, t_n * half);
-            for t in 0..t_n {
-                let (cs, sn) =
-                    (&mut ws.cos_local[t * half..(t + 1) * half], &mut ws.sin_local[t * half..(t + 1) * half]);
-                rl.cos_sin(&ws.inv_freq, pos0 + t, cs, sn);
+        }
+        let mut r0 = 0;
+        for s in seqs.iter() {
+            let (pos0, n) = (s.cache.len, s.tokens.len());
+            if n == 0 {
+                continue;
             }
+            self.rope.inv_freq_for(pos0 + n, &mut ws.inv_freq);
+            for t in 0..n {
+                let r = (r0 + t) * half..(r0 + t + 1) * half;
+                self.rope.cos_sin(&ws.inv_freq, pos0 + t, &mut ws.cos[r.clone()], &mut ws.sin[r]);
+            }
+            if let Some(rl) = &self.rope_local {
+                rl.inv_freq_for(pos0 + n, &mut ws.inv_freq);
+                for t in 0..n {
+                    let r = (r0 + t) * half..(r0 + t + 1) * half;
+                    rl.cos_sin(&ws.inv_freq, pos0 + t, &mut ws.cos_local[r.clone()], &mut ws.sin_local[r]);
+                }
+            }
+            r0 += n;
         }
         let off = c.norm_offset;
 
         let eps = c.rms_eps;
-        let cap = cache.capacity;
         for (li, layer) in self.layers.iter().enumerate() {
             // --- attention block ---
             ops::rms_norm(&ws.x, &layer.attn_norm, eps, off, &mut ws.xn);
@@ -219,26 +256,31 @@ impl Model {
                 ops::rope_rotate_half(&mut ws.q[t * nh * hd..(t + 1) * nh * hd], hd, cs, sn);
                 ops::rope_rotate_half(&mut ws.k[t * nkv * hd..(t + 1) * nkv * hd], hd, cs, sn);
             }
-            // KV write: cache layout [kv_head][pos][d].
-            let (kc, vc) = (&mut cache.k[li], &mut cache.v[li]);
-            for t in 0..t_n {
-                for g in 0..nkv {
-                    let dst = (g * cap + pos0 + t) * hd;
-                    let src = (t * nkv + g) * hd;
-                    kc[dst..dst + hd].copy_from_slice(&ws.k[src..src + hd]);
-                    vc[dst..dst + hd].copy_from_slice(&ws.v[src..src + hd]);
+            let scale = c.attn_scale.unwrap_or(1.0 / (hd as f32).sqrt());
+            let window = if sliding { c.sliding_window } else { None };
+            let mut r0 = 0;
+            for s in seqs.iter_mut() {
+                let (pos0, n) = (s.cache.len, s.tokens.len());
+                if n == 0 {
+                    continue;
                 }
+                let cap = s.cache.capacity;
+                // KV write: cache layout [kv_head][pos][d].
+                let (kc, vc) = (&mut s.cache.k[li], &mut s.cache.v[li]);
+                for t in 0..n {
+                    for g in 0..nkv {
+                        let dst = (g * cap + pos0 + t) * hd;
+                        let src = ((r0 + t) * nkv + g) * hd;
+                        kc[dst..dst + hd].copy_from_slice(&ws.k[src..src + hd]);
+                        vc[dst..dst + hd].copy_from_slice(&ws.v[src..src + hd]);
+                    }
+                }
+                let shape =
+                    AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd, capacity: cap, pos0, scale, window };
+                let rows = r0 * nh * hd..(r0 + n) * nh * hd;
+                ops::attention(pool, shape, &ws.q[rows.clone()], kc, vc, &mut ws.att[rows]);
+                r0 += n;
             }
-            let shape = AttnShape {
-                n_heads: nh,
-                n_kv_heads: nkv,
-                head_dim: hd,
-                capacity: cap,
-                pos0,
-                scale: c.attn_scale.unwrap_or(1.0 / (hd as f32).sqrt()),
-                window: if sliding { c.sliding_window } else { None },
-            };
-            ops::attention(pool, shape, &ws.q, kc, vc, &mut ws.att);
             if let Some(w) = &layer.attn_sub_norm {
                 ops::rms_norm_inplace(&mut ws.att, w, eps, 0.0);
             }
@@ -262,16 +304,36 @@ impl Model {
             }
             ops::add_inplace(&mut ws.x, &ws.o);
         }
-        cache.len = pos0 + t_n;
+        for s in seqs.iter_mut() {
+            s.cache.len += s.tokens.len();
+        }
 
-        // --- head ---
-        let rows = match which {
-            Logits::All => 0..t_n,
-            Logits::Last => t_n - 1..t_n,
+        // --- head ---: gather the rows whose logits are wanted into xn, normalize, project.
+        let n_rows = match which {
+            Logits::All => {
+                ops::rms_norm(&ws.x, &self.norm, eps, off, &mut ws.xn);
+                t_n
+            }
+            Logits::Last => {
+                let (mut r0, mut k) = (0, 0);
+                for s in seqs.iter() {
+                    let n = s.tokens.len();
+                    if n > 0 {
+                        let last = r0 + n - 1;
+                        ops::rms_norm(
+                            &ws.x[last * h..(last + 1) * h],
+                            &self.norm,
+                            eps,
+                            off,
+                            &mut ws.xn[k * h..(k + 1) * h],
+                        );
+                        k += 1;
+                    }
+                    r0 += n;
+                }
+                k
+            }
         };
-        let n_rows = rows.len();
-        let xs = &ws.x[rows.start * h..rows.end * h];
-        ops::rms_norm(xs, &self.norm, eps, off, &mut ws.xn[..n_rows * h]);
         let vocab = self.vocab();
         resize(&mut ws.logits, n_rows * vocab);
         match &self.lm_head {
