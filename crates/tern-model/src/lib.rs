@@ -13,6 +13,7 @@ pub mod linear;
 pub mod load;
 pub mod load_gguf;
 pub mod model;
+pub mod plan;
 pub mod rope;
 
 pub use config::ModelConfig;

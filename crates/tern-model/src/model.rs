@@ -1,16 +1,19 @@
 //! The decoder-only transformer forward pass shared by every architecture, and its KV cache.
 //!
-//! One readable path (llama2.c style): embeddings → per layer [RMSNorm → q/k/v → (q/k norm) →
-//! RoPE → KV write → causal GQA attention → (attn sub-norm) → o_proj → residual → RMSNorm →
-//! gate/up → act·up → (ffn sub-norm) → down → residual] → final norm → LM head. Architecture
-//! differences are flags on [`crate::arch::ArchSpec`] and on the loaded weights (biases, norms,
-//! formats), so Llama, Mistral, Qwen2/3 and BitNet all run this code.
+//! The pass itself is the model's [`Plan`] (crate::plan): embeddings → per layer [RMSNorm → q/k/v →
+//! (q/k norm) → RoPE → KV write → causal GQA attention → (attn sub-norm) → o_proj → residual →
+//! RMSNorm → gate/up → act·up → (ffn sub-norm) → down → residual] → final norm → LM head, with
+//! architecture differences as ops present or absent. This file is the CPU executor of that plan:
+//! one `match` per op over named buffers in a [`Workspace`]. [`Model::forward_batch`] runs several
+//! sequences at once (continuous batching): projections see all their rows stacked, RoPE, the KV
+//! write and attention run per sequence.
 //!
-//! Buffers live in a [`Workspace`] reused across calls: after the first call at a given batch
-//! size, a decode step allocates nothing.
+//! Buffers live in the [`Workspace`], reused across calls: after the first call at a given row
+//! count, a decode step allocates nothing.
 
 use crate::config::ModelConfig;
 use crate::linear::{Linear, LinearScratch};
+use crate::plan::{Buf, LinRef, Op, Plan};
 use crate::rope::Rope;
 use crate::{ModelError, Result};
 use tern_kernels::ops::{self, AttnShape};
@@ -111,30 +114,48 @@ pub enum Logits {
     Last,
 }
 
-/// Reusable activations and scratch for [`Model::forward`].
+/// Reusable activations and scratch for [`Model::forward`]. A workspace serves one model (it caches
+/// that model's [`Plan`]).
 #[derive(Default, Debug)]
 pub struct Workspace {
-    x: Vec<f32>,
-    xn: Vec<f32>,
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    att: Vec<f32>,
-    o: Vec<f32>,
-    gate: Vec<f32>,
-    up: Vec<f32>,
+    bufs: [Vec<f32>; 9],
     inv_freq: Vec<f32>,
     cos: Vec<f32>,
     sin: Vec<f32>,
     cos_local: Vec<f32>,
     sin_local: Vec<f32>,
     lin: LinearScratch,
+    plan: Option<(usize, Plan)>,
     /// Logits of the last forward call.
     pub logits: Vec<f32>,
 }
 
+impl Workspace {
+    /// The plan of `m`, built on first use.
+    fn plan_for(&mut self, m: &Model) -> Plan {
+        let key = m as *const Model as usize ^ m.layers.len();
+        match self.plan.take() {
+            Some((k, p)) if k == key => p,
+            _ => Plan::build(m),
+        }
+    }
+}
+
 fn resize(v: &mut Vec<f32>, n: usize) {
     v.resize(n, 0.0);
+}
+
+/// Borrows two distinct buffers, the first shared and the second mutable.
+fn two(bufs: &mut [Vec<f32>; 9], a: Buf, b: Buf) -> (&[f32], &mut [f32]) {
+    assert_ne!(a, b, "plan op reads and writes the same buffer");
+    let (ia, ib) = (a.index(), b.index());
+    if ia < ib {
+        let (lo, hi) = bufs.split_at_mut(ib);
+        (&lo[ia], &mut hi[0])
+    } else {
+        let (lo, hi) = bufs.split_at_mut(ia);
+        (&hi[0], &mut lo[ib])
+    }
 }
 
 impl Model {
@@ -185,25 +206,10 @@ impl Model {
             ws.logits.clear();
             return Ok(());
         }
-        let (h, hd, nh, nkv, ffn) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads, c.ffn);
-        resize(&mut ws.x, t_n * h);
-        resize(&mut ws.xn, t_n * h);
-        resize(&mut ws.q, t_n * nh * hd);
-        resize(&mut ws.k, t_n * nkv * hd);
-        resize(&mut ws.v, t_n * nkv * hd);
-        resize(&mut ws.att, t_n * nh * hd);
-        resize(&mut ws.o, t_n * h);
-        resize(&mut ws.gate, t_n * ffn);
-        resize(&mut ws.up, t_n * ffn);
-
-        for (t, &id) in seqs.iter().flat_map(|s| s.tokens.iter()).enumerate() {
-            let row = &mut ws.x[t * h..(t + 1) * h];
-            self.embed.row_to_f32(id as usize, row);
-            if let Some(s) = c.embed_scale {
-                row.iter_mut().for_each(|v| *v *= s);
-            }
+        let h = c.hidden;
+        for b in Buf::ALL {
+            resize(&mut ws.bufs[b.index()], t_n * b.width(c));
         }
-
         // RoPE tables for every row at its own position (dynamic scaling depends on each sequence's
         // length, so the frequencies are computed per sequence).
         let half = self.rope.rot_dim / 2;
@@ -233,117 +239,126 @@ impl Model {
             }
             r0 += n;
         }
-        let off = c.norm_offset;
 
+        let plan = ws.plan_for(self);
         let eps = c.rms_eps;
-        for (li, layer) in self.layers.iter().enumerate() {
-            // --- attention block ---
-            ops::rms_norm(&ws.x, &layer.attn_norm, eps, off, &mut ws.xn);
-            layer.q.forward(pool, &ws.xn, &mut ws.q, &mut ws.lin);
-            layer.k.forward(pool, &ws.xn, &mut ws.k, &mut ws.lin);
-            layer.v.forward(pool, &ws.xn, &mut ws.v, &mut ws.lin);
-            if let Some(w) = &layer.q_norm {
-                ops::rms_norm_inplace(&mut ws.q, w, eps, off);
-            }
-            if let Some(w) = &layer.k_norm {
-                ops::rms_norm_inplace(&mut ws.k, w, eps, off);
-            }
-            let sliding = c.layer_is_sliding(li);
-            let (cos_t, sin_t) =
-                if sliding && self.rope_local.is_some() { (&ws.cos_local, &ws.sin_local) } else { (&ws.cos, &ws.sin) };
-            for t in 0..t_n {
-                let (cs, sn) = (&cos_t[t * half..(t + 1) * half], &sin_t[t * half..(t + 1) * half]);
-                ops::rope_rotate_half(&mut ws.q[t * nh * hd..(t + 1) * nh * hd], hd, cs, sn);
-                ops::rope_rotate_half(&mut ws.k[t * nkv * hd..(t + 1) * nkv * hd], hd, cs, sn);
-            }
-            let scale = c.attn_scale.unwrap_or(1.0 / (hd as f32).sqrt());
-            let window = if sliding { c.sliding_window } else { None };
-            let mut r0 = 0;
-            for s in seqs.iter_mut() {
-                let (pos0, n) = (s.cache.len, s.tokens.len());
-                if n == 0 {
-                    continue;
-                }
-                let cap = s.cache.capacity;
-                // KV write: cache layout [kv_head][pos][d].
-                let (kc, vc) = (&mut s.cache.k[li], &mut s.cache.v[li]);
-                for t in 0..n {
-                    for g in 0..nkv {
-                        let dst = (g * cap + pos0 + t) * hd;
-                        let src = ((r0 + t) * nkv + g) * hd;
-                        kc[dst..dst + hd].copy_from_slice(&ws.k[src..src + hd]);
-                        vc[dst..dst + hd].copy_from_slice(&ws.v[src..src + hd]);
+        for op in &plan.ops {
+            match *op {
+                Op::Embed => {
+                    let x = &mut ws.bufs[Buf::X.index()];
+                    for (t, &id) in seqs.iter().flat_map(|s| s.tokens.iter()).enumerate() {
+                        let row = &mut x[t * h..(t + 1) * h];
+                        self.embed.row_to_f32(id as usize, row);
+                        if let Some(s) = c.embed_scale {
+                            row.iter_mut().for_each(|v| *v *= s);
+                        }
                     }
                 }
-                let shape =
-                    AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd, capacity: cap, pos0, scale, window };
-                let rows = r0 * nh * hd..(r0 + n) * nh * hd;
-                ops::attention(pool, shape, &ws.q[rows.clone()], kc, vc, &mut ws.att[rows]);
-                r0 += n;
+                Op::RmsNorm { src, dst, w, offset } => {
+                    let w = self.norm(w);
+                    if src == dst {
+                        ops::rms_norm_inplace(&mut ws.bufs[dst.index()], w, eps, offset);
+                    } else {
+                        let (s, d) = two(&mut ws.bufs, src, dst);
+                        ops::rms_norm(s, w, eps, offset, d);
+                    }
+                }
+                Op::Linear { w, src, dst } => {
+                    let (s, d) = two(&mut ws.bufs, src, dst);
+                    self.linear(w).forward(pool, s, d, &mut ws.lin);
+                }
+                Op::Rope { buf, local } => {
+                    let (cos_t, sin_t) = if local { (&ws.cos_local, &ws.sin_local) } else { (&ws.cos, &ws.sin) };
+                    let (hd, w) = (c.head_dim, buf.width(c));
+                    let x = &mut ws.bufs[buf.index()];
+                    for t in 0..t_n {
+                        let (cs, sn) = (&cos_t[t * half..(t + 1) * half], &sin_t[t * half..(t + 1) * half]);
+                        ops::rope_rotate_half(&mut x[t * w..(t + 1) * w], hd, cs, sn);
+                    }
+                }
+                Op::Attention { layer, window, scale } => self.attention(pool, seqs, ws, layer, window, scale),
+                Op::Add { dst, src } => {
+                    let (s, d) = two(&mut ws.bufs, src, dst);
+                    ops::add_inplace(d, s);
+                }
+                Op::Glu { act } => {
+                    let (up, gate) = two(&mut ws.bufs, Buf::Up, Buf::Gate);
+                    ops::glu(act, gate, up);
+                }
+                Op::Head { offset, softcap } => {
+                    // Gather the rows whose logits are wanted into Xn, normalize, project.
+                    let (x, xn) = two(&mut ws.bufs, Buf::X, Buf::Xn);
+                    let n_rows = match which {
+                        Logits::All => {
+                            ops::rms_norm(x, &self.norm, eps, offset, xn);
+                            t_n
+                        }
+                        Logits::Last => {
+                            let (mut r0, mut k) = (0, 0);
+                            for s in seqs.iter() {
+                                let n = s.tokens.len();
+                                if n > 0 {
+                                    let last = r0 + n - 1;
+                                    let (src, dst) = (&x[last * h..(last + 1) * h], &mut xn[k * h..(k + 1) * h]);
+                                    ops::rms_norm(src, &self.norm, eps, offset, dst);
+                                    k += 1;
+                                }
+                                r0 += n;
+                            }
+                            k
+                        }
+                    };
+                    resize(&mut ws.logits, n_rows * self.vocab());
+                    self.linear(LinRef::Head).forward(pool, &xn[..n_rows * h], &mut ws.logits, &mut ws.lin);
+                    if let Some(cap) = softcap {
+                        ws.logits.iter_mut().for_each(|l| *l = cap * (*l / cap).tanh());
+                    }
+                }
             }
-            if let Some(w) = &layer.attn_sub_norm {
-                ops::rms_norm_inplace(&mut ws.att, w, eps, 0.0);
-            }
-            layer.o.forward(pool, &ws.att, &mut ws.o, &mut ws.lin);
-            if let Some(w) = &layer.post_attn_norm {
-                ops::rms_norm_inplace(&mut ws.o, w, eps, off);
-            }
-            ops::add_inplace(&mut ws.x, &ws.o);
-
-            // --- MLP block ---
-            ops::rms_norm(&ws.x, &layer.ffn_norm, eps, off, &mut ws.xn);
-            layer.gate.forward(pool, &ws.xn, &mut ws.gate, &mut ws.lin);
-            layer.up.forward(pool, &ws.xn, &mut ws.up, &mut ws.lin);
-            ops::glu(c.act, &mut ws.gate, &ws.up);
-            if let Some(w) = &layer.ffn_sub_norm {
-                ops::rms_norm_inplace(&mut ws.gate, w, eps, 0.0);
-            }
-            layer.down.forward(pool, &ws.gate, &mut ws.o, &mut ws.lin);
-            if let Some(w) = &layer.post_ffn_norm {
-                ops::rms_norm_inplace(&mut ws.o, w, eps, off);
-            }
-            ops::add_inplace(&mut ws.x, &ws.o);
         }
         for s in seqs.iter_mut() {
             s.cache.len += s.tokens.len();
         }
-
-        // --- head ---: gather the rows whose logits are wanted into xn, normalize, project.
-        let n_rows = match which {
-            Logits::All => {
-                ops::rms_norm(&ws.x, &self.norm, eps, off, &mut ws.xn);
-                t_n
-            }
-            Logits::Last => {
-                let (mut r0, mut k) = (0, 0);
-                for s in seqs.iter() {
-                    let n = s.tokens.len();
-                    if n > 0 {
-                        let last = r0 + n - 1;
-                        ops::rms_norm(
-                            &ws.x[last * h..(last + 1) * h],
-                            &self.norm,
-                            eps,
-                            off,
-                            &mut ws.xn[k * h..(k + 1) * h],
-                        );
-                        k += 1;
-                    }
-                    r0 += n;
-                }
-                k
-            }
-        };
-        let vocab = self.vocab();
-        resize(&mut ws.logits, n_rows * vocab);
-        match &self.lm_head {
-            Some(head) => head.forward(pool, &ws.xn[..n_rows * h], &mut ws.logits, &mut ws.lin),
-            None => self.embed.forward(pool, &ws.xn[..n_rows * h], &mut ws.logits, &mut ws.lin),
-        }
-        if let Some(cap) = c.final_softcap {
-            ws.logits.iter_mut().for_each(|l| *l = cap * (*l / cap).tanh());
-        }
+        ws.plan = Some((self as *const Model as usize ^ self.layers.len(), plan));
         Ok(())
+    }
+
+    /// [`Op::Attention`] on the CPU: per sequence, write its new K/V rows into its cache at its
+    /// positions, then attend its Q rows over the cache.
+    fn attention(
+        &self,
+        pool: &ThreadPool,
+        seqs: &mut [SeqInput<'_>],
+        ws: &mut Workspace,
+        li: usize,
+        window: Option<usize>,
+        scale: f32,
+    ) {
+        let c = &self.config;
+        let (hd, nh, nkv) = (c.head_dim, c.n_heads, c.n_kv_heads);
+        let [_, _, q, k, v, att, ..] = &mut ws.bufs;
+        let mut r0 = 0;
+        for s in seqs.iter_mut() {
+            let (pos0, n) = (s.cache.len, s.tokens.len());
+            if n == 0 {
+                continue;
+            }
+            let cap = s.cache.capacity;
+            // KV write: cache layout [kv_head][pos][d].
+            let (kc, vc) = (&mut s.cache.k[li], &mut s.cache.v[li]);
+            for t in 0..n {
+                for g in 0..nkv {
+                    let dst = (g * cap + pos0 + t) * hd;
+                    let src = ((r0 + t) * nkv + g) * hd;
+                    kc[dst..dst + hd].copy_from_slice(&k[src..src + hd]);
+                    vc[dst..dst + hd].copy_from_slice(&v[src..src + hd]);
+                }
+            }
+            let shape = AttnShape { n_heads: nh, n_kv_heads: nkv, head_dim: hd, capacity: cap, pos0, scale, window };
+            let rows = r0 * nh * hd..(r0 + n) * nh * hd;
+            ops::attention(pool, shape, &q[rows.clone()], kc, vc, &mut att[rows]);
+            r0 += n;
+        }
     }
 
     /// Output vocabulary size (rows of the LM head).
