@@ -55,26 +55,37 @@ pub struct Model {
     pub rope_local: Option<Rope>,
 }
 
-/// Per-sequence KV cache: `[layer][kv_head][position][head_dim]` in f32.
+/// Per-sequence KV cache. Storage is allocated by the executor that first runs the sequence (host
+/// memory for the CPU, `[layer][kv_head][position][head_dim]` f32), so an idle server slot or a cache
+/// made for a GPU executor costs nothing on the host.
 #[derive(Debug)]
 pub struct KvCache {
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    pub(crate) store: KvStore,
     capacity: usize,
-    len: usize,
+    pub(crate) len: usize,
+    n_layers: usize,
     n_kv: usize,
     head_dim: usize,
+}
+
+/// Where a cache's storage lives.
+#[derive(Debug, Default)]
+pub(crate) enum KvStore {
+    /// Not used yet.
+    #[default]
+    Empty,
+    /// CPU executor: per layer, `[kv_head][position][head_dim]`.
+    Host { k: Vec<Vec<f32>>, v: Vec<Vec<f32>> },
 }
 
 impl KvCache {
     /// A cache for up to `capacity` positions.
     pub fn new(cfg: &ModelConfig, capacity: usize) -> KvCache {
-        let per = cfg.n_kv_heads * capacity * cfg.head_dim;
         KvCache {
-            k: (0..cfg.n_layers).map(|_| vec![0f32; per]).collect(),
-            v: (0..cfg.n_layers).map(|_| vec![0f32; per]).collect(),
+            store: KvStore::Empty,
             capacity,
             len: 0,
+            n_layers: cfg.n_layers,
             n_kv: cfg.n_kv_heads,
             head_dim: cfg.head_dim,
         }
@@ -93,9 +104,31 @@ impl KvCache {
     pub fn truncate(&mut self, n: usize) {
         self.len = self.len.min(n);
     }
-    /// Bytes held.
+    /// Bytes the cache holds once allocated (f32 K and V for every layer and position).
     pub fn bytes(&self) -> usize {
-        2 * self.k.len() * self.n_kv * self.capacity * self.head_dim * 4
+        2 * self.n_layers * self.n_kv * self.capacity * self.head_dim * 4
+    }
+    /// Whether storage has been allocated.
+    pub fn is_allocated(&self) -> bool {
+        !matches!(self.store, KvStore::Empty)
+    }
+    pub(crate) fn dims(&self) -> (usize, usize, usize) {
+        (self.n_layers, self.n_kv, self.head_dim)
+    }
+    /// The host storage, allocated on first use; an error if the cache lives on a device.
+    fn host(&mut self) -> Result<(&mut Vec<Vec<f32>>, &mut Vec<Vec<f32>>)> {
+        if let KvStore::Empty = self.store {
+            let per = self.n_kv * self.capacity * self.head_dim;
+            self.store = KvStore::Host {
+                k: (0..self.n_layers).map(|_| vec![0f32; per]).collect(),
+                v: (0..self.n_layers).map(|_| vec![0f32; per]).collect(),
+            };
+        }
+        match &mut self.store {
+            KvStore::Host { k, v } => Ok((k, v)),
+            #[allow(unreachable_patterns)] // device stores arrive with the CUDA executor
+            _ => Err(ModelError::CacheMismatch),
+        }
     }
 }
 
@@ -192,7 +225,7 @@ impl Model {
             if pos0 + s.tokens.len() > s.cache.capacity {
                 return Err(ModelError::ContextFull { needed: pos0 + s.tokens.len(), capacity: s.cache.capacity });
             }
-            if s.cache.k.len() != c.n_layers || s.cache.n_kv != c.n_kv_heads || s.cache.head_dim != c.head_dim {
+            if s.cache.dims() != (c.n_layers, c.n_kv_heads, c.head_dim) {
                 return Err(ModelError::CacheMismatch);
             }
             for (i, &id) in s.tokens.iter().enumerate() {
@@ -205,6 +238,9 @@ impl Model {
         if t_n == 0 {
             ws.logits.clear();
             return Ok(());
+        }
+        for s in seqs.iter_mut() {
+            s.cache.host()?;
         }
         let h = c.hidden;
         for b in Buf::ALL {
@@ -345,7 +381,10 @@ impl Model {
             }
             let cap = s.cache.capacity;
             // KV write: cache layout [kv_head][pos][d].
-            let (kc, vc) = (&mut s.cache.k[li], &mut s.cache.v[li]);
+            let (kc, vc) = match &mut s.cache.store {
+                KvStore::Host { k, v } => (&mut k[li], &mut v[li]),
+                _ => continue, // allocated by forward_batch before the plan runs
+            };
             for t in 0..n {
                 for g in 0..nkv {
                     let dst = (g * cap + pos0 + t) * hd;
