@@ -9,6 +9,8 @@
 
 pub mod arch;
 pub mod config;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod linear;
 pub mod load;
 pub mod load_gguf;
@@ -43,8 +45,10 @@ pub enum ModelError {
     TokenOutOfRange { id: u32, pos: usize, vocab: usize },
     #[error("context full: {needed} positions needed but the KV cache holds {capacity}")]
     ContextFull { needed: usize, capacity: usize },
-    #[error("KV cache was made for a different model (layer count, KV heads or head size differ)")]
+    #[error("KV cache does not fit this executor: made for a different model (layers, KV heads, head size) or living on another device")]
     CacheMismatch,
+    #[error("GPU: {0}")]
+    Device(String),
 }
 
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;

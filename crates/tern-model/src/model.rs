@@ -76,6 +76,9 @@ pub(crate) enum KvStore {
     Empty,
     /// CPU executor: per layer, `[kv_head][position][head_dim]`.
     Host { k: Vec<Vec<f32>>, v: Vec<Vec<f32>> },
+    /// CUDA executor.
+    #[cfg(feature = "cuda")]
+    Cuda(crate::cuda::CudaKv),
 }
 
 impl KvCache {
@@ -115,8 +118,8 @@ impl KvCache {
     pub(crate) fn dims(&self) -> (usize, usize, usize) {
         (self.n_layers, self.n_kv, self.head_dim)
     }
-    /// The host storage, allocated on first use; an error if the cache lives on a device.
-    fn host(&mut self) -> Result<(&mut Vec<Vec<f32>>, &mut Vec<Vec<f32>>)> {
+    /// Allocates host storage on first use; an error if the cache lives on a device.
+    fn ensure_host(&mut self) -> Result<()> {
         if let KvStore::Empty = self.store {
             let per = self.n_kv * self.capacity * self.head_dim;
             self.store = KvStore::Host {
@@ -124,9 +127,9 @@ impl KvCache {
                 v: (0..self.n_layers).map(|_| vec![0f32; per]).collect(),
             };
         }
-        match &mut self.store {
-            KvStore::Host { k, v } => Ok((k, v)),
-            #[allow(unreachable_patterns)] // device stores arrive with the CUDA executor
+        match self.store {
+            KvStore::Host { .. } => Ok(()),
+            #[allow(unreachable_patterns)] // other stores exist with the `cuda` feature
             _ => Err(ModelError::CacheMismatch),
         }
     }
@@ -159,11 +162,30 @@ pub struct Workspace {
     sin_local: Vec<f32>,
     lin: LinearScratch,
     plan: Option<(usize, Plan)>,
+    /// The GPU executor, when this workspace runs the model on CUDA.
+    #[cfg(feature = "cuda")]
+    cuda: Option<Box<crate::cuda::CudaExec>>,
     /// Logits of the last forward call.
     pub logits: Vec<f32>,
 }
 
 impl Workspace {
+    /// A workspace that runs `m` on CUDA GPU `ordinal` (weights are uploaded now). Caches used with
+    /// it live on that GPU.
+    #[cfg(feature = "cuda")]
+    pub fn cuda(m: &Model, ordinal: usize) -> Result<Workspace> {
+        Ok(Workspace { cuda: Some(Box::new(crate::cuda::CudaExec::new(m, ordinal)?)), ..Workspace::default() })
+    }
+
+    /// The GPU this workspace runs on, if any.
+    pub fn device_name(&self) -> Option<&str> {
+        #[cfg(feature = "cuda")]
+        if let Some(ex) = &self.cuda {
+            return Some(ex.device_name());
+        }
+        None
+    }
+
     /// The plan of `m`, built on first use.
     fn plan_for(&mut self, m: &Model) -> Plan {
         let key = m as *const Model as usize ^ m.layers.len();
@@ -239,8 +261,12 @@ impl Model {
             ws.logits.clear();
             return Ok(());
         }
+        #[cfg(feature = "cuda")]
+        if let Some(ex) = ws.cuda.as_mut() {
+            return ex.forward_batch(self, seqs, which, &mut ws.logits);
+        }
         for s in seqs.iter_mut() {
-            s.cache.host()?;
+            s.cache.ensure_host()?;
         }
         let h = c.hidden;
         for b in Buf::ALL {

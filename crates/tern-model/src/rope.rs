@@ -235,6 +235,11 @@ impl Rope {
         }
     }
 
+    /// Whether the frequencies depend on the sequence length (`dynamic` NTK scaling).
+    pub fn depends_on_len(&self) -> bool {
+        matches!(self.scaling, RopeScaling::Dynamic { .. })
+    }
+
     /// The attention factor multiplied into cos/sin (1 except for yarn).
     pub fn attention_factor(&self) -> f32 {
         self.attention_factor
