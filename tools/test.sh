@@ -35,3 +35,6 @@ cargo test --workspace --locked --no-fail-fast
 step "kernels with forced lower ISAs"
 TERN_ISA=avx2 cargo test --locked -p tern-kernels -p tern-model
 TERN_ISA=scalar cargo test --locked -p tern-kernels -p tern-model
+
+step "fuzz smoke: cargo-fuzz GGUF reader target (fuzz/smoke.sh, FUZZ_SECONDS=${FUZZ_SECONDS:-30})"
+fuzz/smoke.sh

@@ -101,8 +101,13 @@ pub(crate) fn plan(opts: &ConvertOptions) -> Result<Plan> {
     if !metadata.iter().any(|(k, _)| k == "general.file_type") {
         metadata.push(("general.file_type".into(), Value::U32(target.file_type())));
     }
-    if arch == "bitnet" && !metadata.iter().any(|(k, _)| k == "bitnet.hidden_activation") && old_arch != "bitnet" {
-        metadata.push(("bitnet.hidden_activation".into(), "relu2".into()));
+    // Renaming between bitnet.cpp's `bitnet-b1.58` (squared ReLU implied) and llama.cpp's `bitnet` (SiLU
+    // implied): keep the activation the source implied by writing it explicitly
+    // (`tern_model::load_gguf::gguf_activation`).
+    let act_key = format!("{arch}.hidden_activation");
+    if arch != old_arch && !metadata.iter().any(|(k, _)| *k == act_key) {
+        let implied = if old_arch == "bitnet" { "silu" } else { "relu2" };
+        metadata.push((act_key, implied.into()));
     }
     if let Some(name) = &opts.name {
         match metadata.iter_mut().find(|(k, _)| k == "general.name") {

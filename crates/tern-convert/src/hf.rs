@@ -6,7 +6,10 @@
 //! `tern_model::load`. Metadata follows `convert_hf_to_gguf.py` (`TextModel.set_gguf_parameters`,
 //! `LlamaModel` / `Qwen2Model` / `Qwen3Model` / `BitnetModel`): Mistral is written as `llama`, BitNet
 //! as `bitnet` (or bitnet.cpp's `bitnet-b1.58` for I2_S) with `rope.scaling.type = linear`, factor 1,
-//! and `{arch}.hidden_activation = relu2` (the key proposed upstream so runtimes stop assuming SiLU).
+//! and `{arch}.hidden_activation` (llama.cpp's `LLM_KV_HIDDEN_ACT`, a transformers activation name) for
+//! BitNet and for any model whose activation is not the one llama.cpp hard-codes for the architecture
+//! (SiLU; squared ReLU for bitnet.cpp's `bitnet-b1.58`). tern's loader honours the key; llama.cpp reads
+//! it only for a few other architectures, so such files compute differently there (a note says so).
 //! Llama 3 RoPE scaling becomes a `rope_freqs.weight` tensor of frequency factors, computed in f32 as
 //! `LlamaModel.generate_extra_tensors` does.
 
@@ -322,17 +325,19 @@ pub(crate) fn plan(opts: &ConvertOptions) -> Result<Plan> {
             ))
         }
     };
+    let mut notes_act: Option<String> = None;
     let is_bitnet = c.model_type == "bitnet";
-    let expected_act = if is_bitnet { Activation::Relu2 } else { Activation::Silu };
-    if c.act != expected_act {
-        return Err(ConvertError::unsupported(
-            &src,
-            format!(
-                "hidden_act '{}': GGUF architecture '{arch}' runs '{}' in llama.cpp and tern (there is no activation \
-                 key they read), so the converted model would compute something else",
-                act_name(c.act),
-                act_name(expected_act)
-            ),
+    // The activation llama.cpp hard-codes for the architecture (it reads no activation key for these);
+    // any other one is written as `{arch}.hidden_activation`, which tern reads.
+    let llamacpp_act = if is_bitnet && arch == "bitnet-b1.58" { Activation::Relu2 } else { Activation::Silu };
+    let write_act = is_bitnet || c.act != llamacpp_act;
+    if c.act != llamacpp_act {
+        let engine = if arch == "bitnet-b1.58" { "bitnet.cpp" } else { "llama.cpp" };
+        notes_act = Some(format!(
+            "hidden_act '{}': written as {arch}.hidden_activation, which tern honours; {engine}'s '{arch}' graph \
+             hard-codes '{}' and will compute something else",
+            act_name(c.act),
+            act_name(llamacpp_act)
         ));
     }
     if target == TargetType::I2_S && !is_bitnet {
@@ -356,6 +361,7 @@ pub(crate) fn plan(opts: &ConvertOptions) -> Result<Plan> {
         tensors: Vec::new(),
         notes: Vec::new(),
     };
+    b.notes.extend(notes_act);
     if latent_bitnet {
         b.notes.push(
             "config.json has no quantization_config: ternarizing the BitNet projections with the per-tensor absmean \
@@ -481,12 +487,6 @@ pub(crate) fn plan(opts: &ConvertOptions) -> Result<Plan> {
             ));
         }
     }
-    if c.mlp_bias {
-        b.notes.push(
-            "mlp_bias: ffn_gate/up/down biases are written (llama.cpp reads them; tern's GGUF loader does not yet)"
-                .into(),
-        );
-    }
 
     // Metadata.
     let name = opts.name.clone().unwrap_or_else(|| {
@@ -554,12 +554,13 @@ pub(crate) fn plan(opts: &ConvertOptions) -> Result<Plan> {
             md.push((k("rope.scaling.factor"), Value::F32(f as f32)));
             md.push((k("rope.scaling.original_context_length"), u(*original_max)));
             if let Some(a) = attention_factor {
+                // convert_hf_to_gguf.py's key; llama.cpp reads it for grok only (its llama/qwen graphs use
+                // 0.1·ln(factor) + 1), tern reads it as transformers' attention_factor.
                 md.push((k("rope.scaling.yarn_attn_factor"), Value::F32(*a as f32)));
-                b.notes.push(
-                    "YaRN attention_factor is written as rope.scaling.yarn_attn_factor (llama.cpp); tern's GGUF \
-                     loader reads rope.scaling.attn_factor"
-                        .into(),
-                );
+                b.notes.push(format!(
+                    "YaRN attention_factor {a} is written as {arch}.rope.scaling.yarn_attn_factor (as \
+                     convert_hf_to_gguf.py does); llama.cpp's '{arch}' graph ignores it"
+                ));
             }
             md.push((k("rope.scaling.yarn_beta_fast"), Value::F32(*beta_fast as f32)));
             md.push((k("rope.scaling.yarn_beta_slow"), Value::F32(*beta_slow as f32)));
@@ -575,13 +576,8 @@ pub(crate) fn plan(opts: &ConvertOptions) -> Result<Plan> {
     md.push(("general.file_type".into(), Value::U32(target.file_type())));
     md.push((k("vocab_size"), u(vocab)));
     md.push((k("rope.dimension_count"), u(rot)));
-    if is_bitnet {
-        md.push((k("hidden_activation"), "relu2".into()));
-        b.notes.push(
-            "bitnet: writes bitnet.hidden_activation = relu2; llama.cpp's bitnet graph still runs SiLU regardless \
-             (ggml-org/llama.cpp#25885, microsoft/BitNet#602), so its outputs are wrong for relu2 models until that is fixed"
-                .into(),
-        );
+    if write_act {
+        md.push((k("hidden_activation"), act_name(c.act).into()));
     }
     if let Some(w) = c.sliding_window.filter(|&w| w < c.max_position_embeddings) {
         b.notes.push(format!(

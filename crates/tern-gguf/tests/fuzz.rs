@@ -2,6 +2,8 @@
 //! K-quant, ternary and I2_S tensors) are truncated and mutated at random, and every result must be a
 //! clean `Ok` or `Err` — no panic — including reading every tensor's data, dequantizing it and calling
 //! the typed getters on every key. Bounded: a few thousand cases, well under a second each batch.
+//! The last corpus file is also the committed seed of the libFuzzer target
+//! (`fuzz/seeds/gguf_reader/all_types.gguf`, checked by `fuzz_seed_is_current`).
 
 mod common;
 
@@ -27,6 +29,8 @@ fn corpus() -> Vec<Vec<u8>> {
         GgmlType::TQ2_0,
         GgmlType::I2_S,
         GgmlType::Q5_1,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
     ];
     for (i, t) in types.iter().enumerate() {
         w.add_tensor(format!("t{i}"), &[256], *t).unwrap();
@@ -161,4 +165,21 @@ proptest! {
         }
         exercise(file);
     }
+}
+
+/// The cargo-fuzz seed (`fuzz/seeds/gguf_reader/all_types.gguf`) is this corpus' multi-type file;
+/// `TERN_BLESS=1` rewrites it.
+#[test]
+fn fuzz_seed_is_current() {
+    let seed = corpus().pop().unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/gguf_reader/all_types.gguf");
+    if std::env::var_os("TERN_BLESS").is_some() {
+        std::fs::write(&path, &seed).unwrap();
+    }
+    let committed = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!("{}: {e}; create it with TERN_BLESS=1 cargo test -p tern-gguf --test fuzz", path.display())
+    });
+    assert!(committed == seed, "{} is stale: rerun with TERN_BLESS=1", path.display());
+    let f = GgufFile::from_bytes(seed).unwrap();
+    assert!(f.tensors().iter().any(|t| t.ggml_type == GgmlType::I2_S));
 }

@@ -8,6 +8,13 @@
 //!   keeps HF's rotate-half RoPE. Quantized blocks run along a row, so the reorder is exact.
 //! * `rope_freqs.weight` (Llama-3.1 frequency factors) divides the inverse frequencies.
 //! * No `output.weight` means the head is tied to `token_embd`.
+//! * The MLP activation is `{arch}.hidden_activation` when present, else what llama.cpp / bitnet.cpp
+//!   hard-code for the architecture ([`gguf_activation`]).
+//! * RoPE keys use llama.cpp's names (`llama-arch.cpp` / gguf-py `constants.py`): YaRN's
+//!   `rope.scaling.yarn_attn_factor` is transformers' `attention_factor` (what `convert_hf_to_gguf.py`
+//!   writes), `rope.scaling.attn_factor` is llama.cpp's extra multiplier (`rope_attn_factor`).
+//! * Optional biases are bound wherever llama.cpp binds them: `attn_{q,k,v,output}.bias` and
+//!   `ffn_{gate,up,down}.bias`.
 //! * Ternary GGUF types: I2_S (one scale per tensor) and TQ1_0/TQ2_0 whose blocks all share one scale
 //!   are repacked into tern's T2 ternary layout with per-token int8 activations; other quantized
 //!   types stay in their ggml blocks ([`LinearWeight::Quant`]).
@@ -139,20 +146,38 @@ pub fn gguf_config(f: &GgufFile, path: &str) -> Result<ModelConfig> {
     let rope_theta = float("rope.freq_base")?.unwrap_or(spec.default_rope_theta);
     let max_pos = uint("context_length")?.unwrap_or(4096).max(1);
     let rot = uint("rope.dimension_count")?.unwrap_or(head_dim);
+    // llama.cpp's `rope.scaling.attn_factor` (`hparams.rope_attn_factor`) multiplies whatever attention
+    // scale the RoPE type implies; `rope.scaling.yarn_attn_factor` is transformers' YaRN
+    // `attention_factor` as `convert_hf_to_gguf.py` writes it, which replaces the default
+    // `0.1·ln(factor) + 1`.
+    let attn_mul = float("rope.scaling.attn_factor")?.filter(|m| *m != 1.0);
     let rope_scaling =
         match md.get(&k("rope.scaling.type")).map(|_| md.get_str(&k("rope.scaling.type"))).transpose().map_err(ge)? {
             None | Some("none") => RopeScaling::Default,
             Some("linear") => RopeScaling::Linear { factor: float("rope.scaling.factor")?.unwrap_or(1.0) },
-            Some("yarn") => RopeScaling::Yarn {
-                factor: float("rope.scaling.factor")?,
-                original_max: uint("rope.scaling.original_context_length")?.unwrap_or(max_pos),
-                attention_factor: float("rope.scaling.attn_factor")?,
-                beta_fast: float("rope.scaling.yarn_beta_fast")?.unwrap_or(32.0),
-                beta_slow: float("rope.scaling.yarn_beta_slow")?.unwrap_or(1.0),
-                mscale: None,
-                mscale_all_dim: None,
-                truncate: true,
-            },
+            Some("yarn") => {
+                let original_max = uint("rope.scaling.original_context_length")?.unwrap_or(max_pos).max(1);
+                let factor = float("rope.scaling.factor")?;
+                let yarn_attn = float("rope.scaling.yarn_attn_factor")?;
+                let attention_factor = match attn_mul {
+                    None => yarn_attn,
+                    Some(m) => {
+                        let f = factor.unwrap_or(max_pos as f64 / original_max as f64);
+                        let base = yarn_attn.unwrap_or(if f <= 1.0 { 1.0 } else { 0.1 * f.ln() + 1.0 });
+                        Some(base * m)
+                    }
+                };
+                RopeScaling::Yarn {
+                    factor,
+                    original_max,
+                    attention_factor,
+                    beta_fast: float("rope.scaling.yarn_beta_fast")?.unwrap_or(32.0),
+                    beta_slow: float("rope.scaling.yarn_beta_slow")?.unwrap_or(1.0),
+                    mscale: None,
+                    mscale_all_dim: None,
+                    truncate: true,
+                }
+            }
             Some(other) => {
                 return Err(ModelError::Config {
                     path: path.into(),
@@ -161,6 +186,14 @@ pub fn gguf_config(f: &GgufFile, path: &str) -> Result<ModelConfig> {
                 })
             }
         };
+    if let (Some(m), false) = (attn_mul, matches!(rope_scaling, RopeScaling::Yarn { .. })) {
+        return Err(ModelError::Config {
+            path: path.into(),
+            field: k("rope.scaling.attn_factor"),
+            reason: format!("{m}: a RoPE attention factor other than 1 is supported with YaRN scaling only"),
+        });
+    }
+    let act = gguf_activation(md, &arch_name, spec.default_act, path)?;
     let sliding_window = match spec.sliding_window {
         SlidingWindow::Never => None,
         _ => uint("attention.sliding_window")?.filter(|&w| w > 0),
@@ -201,13 +234,13 @@ pub fn gguf_config(f: &GgufFile, path: &str) -> Result<ModelConfig> {
         ffn,
         vocab,
         rms_eps: rms_eps as f32,
-        act: spec.default_act,
+        act,
         rope_theta,
         rope_scaling,
         partial_rotary: rot as f64 / head_dim as f64,
         max_position_embeddings: max_pos,
-        attention_bias: false,
-        mlp_bias: false,
+        attention_bias: f.tensor("blk.0.attn_output.bias").is_some(),
+        mlp_bias: f.tensor("blk.0.ffn_up.bias").is_some(),
         tie_embeddings: f.tensor("output.weight").is_none(),
         sliding_window,
         sliding_layers,
@@ -221,6 +254,43 @@ pub fn gguf_config(f: &GgufFile, path: &str) -> Result<ModelConfig> {
         bos_id: tok_id("tokenizer.ggml.bos_token_id")?,
         gen_defaults: GenerationDefaults::default(),
         source: path.to_string(),
+    })
+}
+
+/// The MLP activation of a GGUF model: `{arch}.hidden_activation` (llama.cpp's `LLM_KV_HIDDEN_ACT`,
+/// written by `convert_hf_to_gguf.py` from the transformers `hidden_act`/`hidden_activation` name, so
+/// values are read with transformers' names; llama.cpp's gated aliases `swiglu`/`geglu`/`reglu` are
+/// accepted too, with ggml's tanh GELU for `geglu`). Without the key, the activation llama.cpp and bitnet.cpp hard-code for the
+/// architecture: SiLU for `llama`/`mistral`/`qwen2`/`qwen3` and for `bitnet` (llama.cpp's and bitnet.cpp's
+/// `build_bitnet` use `LLM_FFN_SILU`; 1bitLLM's checkpoints are SiLU), tanh-GELU for `gemma3`
+/// (`LLM_FFN_GELU`), squared ReLU for bitnet.cpp's `bitnet-b1.58`/`bitnet-25` (`build_bitnet_158`, the
+/// BitNet b1.58 2B-4T layout).
+pub fn gguf_activation(
+    md: &tern_gguf::Metadata,
+    arch_name: &str,
+    arch_default: tern_kernels::ops::Activation,
+    path: &str,
+) -> Result<tern_kernels::ops::Activation> {
+    use tern_kernels::ops::Activation;
+    let key = format!("{arch_name}.hidden_activation");
+    let Some(_) = md.get(&key) else {
+        return Ok(if arch_name == "bitnet" { Activation::Silu } else { arch_default });
+    };
+    let name = md.get_str(&key).map_err(|e| gerr(path, e))?;
+    let act = match name {
+        "swiglu" => Some(Activation::Silu),
+        "geglu" => Some(Activation::GeluTanh),
+        "reglu" => Some(Activation::Relu),
+        "relu_sqr" | "relu_squared" => Some(Activation::Relu2),
+        other => arch::parse_activation(other),
+    };
+    act.ok_or_else(|| ModelError::Config {
+        path: path.into(),
+        field: key,
+        reason: format!(
+            "unsupported activation '{name}' (silu, swish, gelu, gelu_pytorch_tanh, gelu_new, relu, relu2, swiglu, geglu, \
+             reglu)"
+        ),
     })
 }
 
@@ -460,6 +530,11 @@ fn bind(config: ModelConfig, f: Arc<GgufFile>, path: &str, progress: Option<Prog
         }
         bias(&mut v, &format!("{p}.attn_v.bias"), nkv * hd)?;
         bias(&mut o, &format!("{p}.attn_output.bias"), h)?;
+        // llama.cpp's llama/mistral loader binds these as optional (`ffn_gate_b`, `ffn_up_b`,
+        // `ffn_down_b`); `convert_hf_to_gguf.py` writes them for `mlp_bias = true`.
+        bias(&mut gate, &format!("{p}.ffn_gate.bias"), ffn)?;
+        bias(&mut up, &format!("{p}.ffn_up.bias"), ffn)?;
+        bias(&mut down, &format!("{p}.ffn_down.bias"), h)?;
         layers.push(Layer {
             attn_norm: b.vector(&format!("{p}.attn_norm.weight"), h, "attention norm")?,
             post_attn_norm: c

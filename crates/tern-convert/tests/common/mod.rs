@@ -198,3 +198,63 @@ pub fn write_bitnet(dir: &Path, storage: BitnetStorage, seed: u64) {
 pub fn synthetic_ids(n: usize, vocab: u32) -> Vec<u32> {
     (0..n as u32).map(|i| (i * 37 + 11) % vocab).collect()
 }
+
+/// Copies the GGUF `src` to `dst` (tensors byte for byte, in order), passing its metadata through
+/// `edit` first (to add, drop or change keys).
+pub fn rewrite_gguf(src: &Path, dst: &Path, edit: impl FnOnce(&mut Vec<(String, tern_gguf::Value)>)) {
+    let f = tern_gguf::GgufFile::open(src).unwrap();
+    let mut md: Vec<(String, tern_gguf::Value)> =
+        f.metadata().iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    edit(&mut md);
+    let mut w = tern_gguf::GgufWriter::new();
+    for (k, v) in md {
+        w.add_kv(k, v).unwrap();
+    }
+    for t in f.tensors() {
+        w.add_tensor(t.name.clone(), &t.dims, t.ggml_type).unwrap();
+    }
+    let mut out = w.create(dst).unwrap();
+    for t in f.tensors() {
+        out.write_tensor(&t.name, f.tensor_data(t).unwrap()).unwrap();
+    }
+    out.finish().unwrap();
+}
+
+/// A copy of the HF directory `src` in `dst`: config.json edited by `edit`, every safetensors tensor
+/// kept (converted to F16 unless already F16/BF16/U8) and `extra` F32 tensors added.
+pub fn derive_hf_dir(
+    src: &Path,
+    dst: &Path,
+    edit: impl FnOnce(&mut serde_json::Value),
+    extra: &[(String, Vec<usize>, Vec<f32>)],
+) {
+    use safetensors::tensor::{Dtype, TensorView};
+    let set = SafetensorsSet::open_dir(src).unwrap();
+    std::fs::create_dir_all(dst).unwrap();
+    let dt = |d: tern_formats::safetensors::DType| match d {
+        tern_formats::safetensors::DType::F16 => Dtype::F16,
+        tern_formats::safetensors::DType::BF16 => Dtype::BF16,
+        tern_formats::safetensors::DType::F32 => Dtype::F32,
+        tern_formats::safetensors::DType::U8 => Dtype::U8,
+        other => panic!("derive_hf_dir: unexpected dtype {other}"),
+    };
+    let extra_bytes: Vec<Vec<u8>> =
+        extra.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let mut views: Vec<(String, TensorView<'_>)> = set
+        .tensors
+        .values()
+        .map(|t| (t.name.clone(), TensorView::new(dt(t.dtype), t.shape.clone(), t.bytes()).unwrap()))
+        .collect();
+    for ((n, s, _), b) in extra.iter().zip(&extra_bytes) {
+        views.push((n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap()));
+    }
+    safetensors::tensor::serialize_to_file(views, None, &dst.join("model.safetensors")).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(src.join("config.json")).unwrap()).unwrap();
+    edit(&mut cfg);
+    std::fs::write(dst.join("config.json"), serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    for extra_file in ["generation_config.json", "tokenizer.json", "tokenizer_config.json"] {
+        if src.join(extra_file).is_file() {
+            std::fs::copy(src.join(extra_file), dst.join(extra_file)).unwrap();
+        }
+    }
+}
