@@ -22,6 +22,8 @@ pub struct Args {
     model: String,
     #[command(flatten)]
     hub: crate::hub_cmds::HubArgs,
+    #[command(flatten)]
+    device: common::DeviceArgs,
     /// System prompt.
     #[arg(long)]
     system: Option<String>,
@@ -50,7 +52,7 @@ pub fn main(a: Args) -> Result<()> {
     let params = a.sampling.resolve(&model)?;
     let ctx = a.ctx.unwrap_or_else(|| model.config.max_position_embeddings.min(4096));
     let pool = common::pool(a.threads);
-    let mut gen = Generator::new(&model, &pool, ctx);
+    let mut gen = Generator::with_workspace(&model, &pool, ctx, a.device.workspace(&model)?);
     let mut sampler = Sampler::new(params);
     let eos = common::eos_ids(&model, &tok);
 

@@ -31,6 +31,97 @@ pub fn load_model(path: &Path) -> Result<Model> {
     }
 }
 
+/// `--device auto|cpu|cuda[:N]`, shared by every command that runs a model.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct DeviceArgs {
+    /// Where to run the model: `auto` (CUDA when a driver and a GPU are present, else the CPU),
+    /// `cpu`, `cuda` (GPU 0) or `cuda:N`.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+/// A parsed `--device`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Auto,
+    Cpu,
+    Cuda(usize),
+}
+
+impl DeviceArgs {
+    pub fn parse(&self) -> Result<Device> {
+        let d = self.device.trim();
+        Ok(match d {
+            "auto" => Device::Auto,
+            "cpu" => Device::Cpu,
+            "cuda" | "gpu" => Device::Cuda(0),
+            _ => match d.strip_prefix("cuda:") {
+                Some(n) => Device::Cuda(
+                    n.parse().map_err(|_| anyhow::anyhow!("--device {d}: expected cuda:N with N a GPU index"))?,
+                ),
+                None => anyhow::bail!("--device {d}: expected auto, cpu, cuda or cuda:N"),
+            },
+        })
+    }
+
+    /// The workspace to run `model` in: a CUDA one (weights uploaded now) or the CPU's. `auto`
+    /// falls back to the CPU with a one-line notice on stderr.
+    pub fn workspace(&self, model: &Model) -> Result<tern_model::Workspace> {
+        let dev = self.parse()?;
+        match dev {
+            Device::Cpu => Ok(tern_model::Workspace::default()),
+            Device::Cuda(n) => cuda_workspace(model, n),
+            Device::Auto => match cuda_available() {
+                Ok(()) => match cuda_workspace(model, 0) {
+                    Ok(ws) => Ok(ws),
+                    Err(e) => {
+                        eprintln!("[tern] device: cpu (CUDA device 0 unusable: {e:#})");
+                        Ok(tern_model::Workspace::default())
+                    }
+                },
+                Err(why) => {
+                    eprintln!("[tern] device: cpu ({why})");
+                    Ok(tern_model::Workspace::default())
+                }
+            },
+        }
+    }
+}
+
+/// Whether a CUDA driver and at least one GPU are present (the reason when not).
+fn cuda_available() -> std::result::Result<(), String> {
+    #[cfg(feature = "cuda")]
+    {
+        if !tern_cuda::driver_present() {
+            return Err("no CUDA driver found".into());
+        }
+        match tern_cuda::device_count() {
+            Ok(0) => Err("no CUDA GPU found".into()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("CUDA: {e}")),
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        Err("this tern was built without the `cuda` feature".into())
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_workspace(model: &Model, ordinal: usize) -> Result<tern_model::Workspace> {
+    cuda_available().map_err(|why| anyhow::anyhow!("--device cuda:{ordinal}: {why}"))?;
+    let ws = tern_model::Workspace::cuda(model, ordinal).with_context(|| format!("CUDA device {ordinal}"))?;
+    eprintln!("[tern] device: cuda:{ordinal} ({})", ws.device_name().unwrap_or("?"));
+    Ok(ws)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_workspace(_model: &Model, ordinal: usize) -> Result<tern_model::Workspace> {
+    anyhow::bail!(
+        "--device cuda:{ordinal}: this tern was built without CUDA support (rebuild with `cargo build --release --features cuda`)"
+    )
+}
+
 /// A thread pool with `threads` threads (0 = all cores).
 pub fn pool(threads: usize) -> ThreadPool {
     ThreadPool::new(threads)

@@ -4,7 +4,7 @@
 use crate::common;
 use anyhow::{bail, Result};
 use std::io::Write;
-use tern_model::{KvCache, Logits, Workspace};
+use tern_model::{KvCache, Logits};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -13,6 +13,8 @@ pub struct Args {
     model: String,
     #[command(flatten)]
     hub: crate::hub_cmds::HubArgs,
+    #[command(flatten)]
+    device: common::DeviceArgs,
     /// Comma-separated token ids.
     #[arg(long)]
     tokens: String,
@@ -30,7 +32,7 @@ pub fn main(a: Args) -> Result<()> {
     let model = common::load_model(&model_path)?;
     let pool = common::pool(a.threads);
     let mut cache = KvCache::new(&model.config, ids.len());
-    let mut ws = Workspace::default();
+    let mut ws = a.device.workspace(&model)?;
     model.forward(&pool, &ids, &mut cache, &mut ws, Logits::All)?;
     let v = model.vocab();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

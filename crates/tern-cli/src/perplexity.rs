@@ -12,6 +12,8 @@ pub struct Args {
     model: String,
     #[command(flatten)]
     hub: crate::hub_cmds::HubArgs,
+    #[command(flatten)]
+    device: common::DeviceArgs,
     /// Text file to score.
     #[arg(short, long)]
     file: PathBuf,
@@ -39,9 +41,10 @@ pub fn main(a: Args) -> Result<()> {
     }
     let bos = if tok.add_bos() { tok.bos_id() } else { None };
     let pool = common::pool(a.threads);
+    let mut ws = a.device.workspace(&model)?;
     eprintln!("[tern] {} tokens, {} windows of {}", tokens.len(), tokens.len() / a.ctx, a.ctx);
     let t0 = std::time::Instant::now();
-    let st = tern_engine::perplexity::perplexity(&model, &pool, &tokens, a.ctx, a.batch, bos, |s| {
+    let st = tern_engine::perplexity::perplexity_in(&model, &pool, &mut ws, &tokens, a.ctx, a.batch, bos, |s| {
         eprint!("[{}]{:.4},", s.windows, s.ppl());
         let _ = std::io::stderr().flush();
     })?;

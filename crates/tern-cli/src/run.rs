@@ -14,6 +14,8 @@ pub struct Args {
     model: String,
     #[command(flatten)]
     hub: crate::hub_cmds::HubArgs,
+    #[command(flatten)]
+    device: common::DeviceArgs,
     /// Prompt text.
     #[arg(short, long)]
     prompt: String,
@@ -48,7 +50,7 @@ pub fn main(a: Args) -> Result<()> {
     }
     let ctx = a.ctx.unwrap_or_else(|| model.config.max_position_embeddings.min(4096)).max(prompt.len() + 1);
     let pool = common::pool(a.threads);
-    let mut gen = Generator::new(&model, &pool, ctx);
+    let mut gen = Generator::with_workspace(&model, &pool, ctx, a.device.workspace(&model)?);
     let eos = common::eos_ids(&model, &tok);
     let mut sampler = Sampler::new(params);
     let stdout = std::io::stdout();

@@ -63,6 +63,27 @@ fn logits_rejects_bad_ids() {
 }
 
 #[test]
+fn device_flag() {
+    let m = fixture("qwen2_bias");
+    let (so, _) = run_ok(tern().args(["logits", "-m"]).arg(&m).args(["--tokens", "1,2", "--device", "cpu"]));
+    assert!(so.starts_with("{\"logits\""));
+    let out = tern().args(["logits", "-m"]).arg(&m).args(["--tokens", "1", "--device", "tpu"]).output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("--device tpu: expected auto, cpu, cuda or cuda:N"), "{e}");
+    let out = tern().args(["logits", "-m"]).arg(&m).args(["--tokens", "1", "--device", "cuda:x"]).output().unwrap();
+    assert!(!out.status.success());
+    // Without a GPU (CI), an explicit CUDA device is a clear error and `auto` falls back with a notice.
+    if std::env::var_os("TERN_TEST_HAS_GPU").is_none() {
+        let out = tern().args(["logits", "-m"]).arg(&m).args(["--tokens", "1", "--device", "cuda"]).output().unwrap();
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && e.contains("--device cuda:0"), "{e}");
+        let out = tern().args(["logits", "-m"]).arg(&m).args(["--tokens", "1"]).output().unwrap();
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && e.contains("[tern] device: cpu ("), "{e}");
+    }
+}
+
+#[test]
 fn run_streams_a_completion_on_a_fixture() {
     let (so, se) = run_ok(tern().args(["run", "-m"]).arg(fixture("bitnet_autobitlinear_packed")).args([
         "-p",

@@ -66,11 +66,16 @@ pub struct Generator<'m> {
 impl<'m> Generator<'m> {
     /// A generator with a KV cache of `ctx` positions (clamped to at least 1).
     pub fn new(model: &'m Model, pool: &'m ThreadPool, ctx: usize) -> Generator<'m> {
+        Self::with_workspace(model, pool, ctx, Workspace::default())
+    }
+
+    /// Like [`Generator::new`], running in `ws` (e.g. a CUDA workspace from `Workspace::cuda`).
+    pub fn with_workspace(model: &'m Model, pool: &'m ThreadPool, ctx: usize, ws: Workspace) -> Generator<'m> {
         Generator {
             model,
             pool,
             cache: KvCache::new(&model.config, ctx.max(1)),
-            ws: Workspace::default(),
+            ws,
             cached: Vec::new(),
             prefill_chunk: 256,
         }

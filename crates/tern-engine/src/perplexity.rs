@@ -53,6 +53,21 @@ pub fn perplexity(
     ctx: usize,
     batch: usize,
     bos: Option<u32>,
+    on_window: impl FnMut(&PplState),
+) -> Result<PplState, PplError> {
+    perplexity_in(model, pool, &mut Workspace::default(), tokens, ctx, batch, bos, on_window)
+}
+
+/// [`perplexity`] running in `ws` (e.g. a CUDA workspace).
+#[allow(clippy::too_many_arguments)]
+pub fn perplexity_in(
+    model: &Model,
+    pool: &ThreadPool,
+    ws: &mut Workspace,
+    tokens: &[u32],
+    ctx: usize,
+    batch: usize,
+    bos: Option<u32>,
     mut on_window: impl FnMut(&PplState),
 ) -> Result<PplState, PplError> {
     if ctx < 2 {
@@ -64,7 +79,6 @@ pub fn perplexity(
     }
     let mut st = PplState { windows: 0, scored: 0, nll: 0.0, nll2: 0.0 };
     let mut cache = KvCache::new(&model.config, ctx);
-    let mut ws = Workspace::default();
     let vocab = model.vocab();
     let first = ctx / 2;
     let mut window = vec![0u32; ctx];
@@ -78,7 +92,7 @@ pub fn perplexity(
         let mut i = 0;
         while i < ctx {
             let end = (i + batch.max(1)).min(ctx);
-            model.forward(pool, &window[i..end], &mut cache, &mut ws, Logits::All)?;
+            model.forward(pool, &window[i..end], &mut cache, ws, Logits::All)?;
             logits[i * vocab..end * vocab].copy_from_slice(&ws.logits);
             i = end;
         }
