@@ -22,6 +22,7 @@ tools/testdata/fetch.sh all
 
 step "python packages for interop tests"
 python3 -m pip install -q -r tools/hub/requirements.txt
+python3 -m pip install -q -r tools/server/requirements.txt
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
