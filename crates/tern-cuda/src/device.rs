@@ -12,6 +12,7 @@
 //! RoPE) can read and write the same buffer.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{
@@ -66,7 +67,26 @@ struct Inner {
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
     funcs: Mutex<HashMap<&'static str, CudaFunction>>,
     blas: Mutex<Option<crate::blas::Blas>>,
+    /// Split-K partial sums and tile counters of the tensor-core GEMM, allocated once (fixed size).
+    splitk: Mutex<Option<SplitK>>,
+    /// Counts dropped buffers of this device (see [`CudaDevice::free_epoch`]).
+    freed: Arc<AtomicU64>,
+    /// Counts allocations (see [`CudaDevice::alloc_count`]).
+    allocs: AtomicU64,
 }
+
+/// Scratch of the split-K GEMM: `part` holds the int32 partial sums of every split, `counters` one
+/// arrival counter per output tile (zero between calls).
+pub(crate) struct SplitK {
+    pub(crate) part: DeviceBuf<i32>,
+    pub(crate) counters: DeviceBuf<i32>,
+}
+
+/// Elements of the split-K partial-sum buffer (splits × tokens × rows of the largest split GEMM;
+/// 16 MiB).
+pub(crate) const SPLITK_ELEMS: usize = 1 << 22;
+/// Tiles of the split-K counter buffer.
+pub(crate) const SPLITK_TILES: usize = 1 << 16;
 
 /// One CUDA GPU with its stream; cheap to clone (shared handle).
 #[derive(Clone)]
@@ -154,6 +174,9 @@ impl CudaDevice {
                 modules: Mutex::new(HashMap::new()),
                 funcs: Mutex::new(HashMap::new()),
                 blas: Mutex::new(None),
+                splitk: Mutex::new(None),
+                freed: Arc::new(AtomicU64::new(0)),
+                allocs: AtomicU64::new(0),
             }),
         })
     }
@@ -211,6 +234,29 @@ impl CudaDevice {
         &self.inner.blas
     }
 
+    /// The split-K scratch, allocated (zeroed) on first use; its addresses never change afterwards.
+    pub(crate) fn splitk_addrs(&self) -> Result<(u64, u64)> {
+        let mut slot = self.inner.splitk.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(SplitK { part: self.alloc(SPLITK_ELEMS)?, counters: self.alloc(SPLITK_TILES)? });
+        }
+        let sk = slot.as_ref().ok_or_else(|| CudaError::Unsupported("split-K scratch missing".into()))?;
+        Ok((sk.part.device_addr(), sk.counters.device_addr()))
+    }
+
+    /// How many buffers of this device have been freed so far. A CUDA graph bakes in the addresses
+    /// of the buffers it was captured with; while this number is unchanged none of them can have
+    /// been freed, so replaying it is safe.
+    pub fn free_epoch(&self) -> u64 {
+        self.inner.freed.load(Ordering::Acquire)
+    }
+
+    /// How many buffers of this device have been allocated so far (a capture during which this
+    /// changes allocated inside the graph's recording and should be discarded).
+    pub fn alloc_count(&self) -> u64 {
+        self.inner.allocs.load(Ordering::Acquire)
+    }
+
     /// The kernel `name` of module `m`.
     pub(crate) fn func(&self, m: &'static Module, name: &'static str) -> Result<CudaFunction> {
         if let Some(f) = self.inner.funcs.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
@@ -253,8 +299,9 @@ impl CudaDevice {
 
     /// A zero-filled buffer of `len` elements.
     pub fn alloc<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> Result<DeviceBuf<T>> {
+        self.inner.allocs.fetch_add(1, Ordering::AcqRel);
         let slice = self.inner.stream.alloc_zeros::<T>(len.max(1)).map_err(|e| CudaError::driver("cuMemAlloc", e))?;
-        Ok(DeviceBuf { slice, len })
+        Ok(DeviceBuf { slice, len, freed: self.inner.freed.clone() })
     }
 
     /// A buffer holding a copy of `data`.
@@ -262,8 +309,9 @@ impl CudaDevice {
         if data.is_empty() {
             return self.alloc(0);
         }
+        self.inner.allocs.fetch_add(1, Ordering::AcqRel);
         let slice = self.inner.stream.clone_htod(data).map_err(|e| CudaError::driver("cuMemcpyHtoD", e))?;
-        Ok(DeviceBuf { slice, len: data.len() })
+        Ok(DeviceBuf { slice, len: data.len(), freed: self.inner.freed.clone() })
     }
 
     /// Copies `data` into the start of `buf`.
@@ -394,6 +442,14 @@ impl Graph {
 pub struct DeviceBuf<T> {
     pub(crate) slice: CudaSlice<T>,
     len: usize,
+    freed: Arc<AtomicU64>,
+}
+
+impl<T> Drop for DeviceBuf<T> {
+    fn drop(&mut self) {
+        // The memory itself is released by `slice`'s own drop, after this.
+        self.freed.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 impl<T> std::fmt::Debug for DeviceBuf<T> {

@@ -27,7 +27,7 @@ pub use cudarc;
 pub use device::{device_count, driver_present, CudaDevice, DeviceBuf, DeviceInfo, Graph};
 pub use error::{CudaError, Result};
 pub use ops::{
-    AttnDims, AttnScratch, DenseScratch, Epilogue, I8Acts, LinearScratch, Norm, Q8Acts, Rope, TernaryPart,
-    GEMV_MAX_TOKENS,
+    AttnDims, AttnScratch, BatchTables, DenseScratch, Epilogue, I8Acts, LinearScratch, Norm, Q8Acts, Rope, SeqTable,
+    TernaryPart, GEMV_MAX_TOKENS,
 };
 pub use weights::{CudaDense, CudaLinear, CudaQuant, CudaTernary, CudaWeight, ScaleMode};

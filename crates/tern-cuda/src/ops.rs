@@ -13,7 +13,7 @@ use tern_kernels::quant::act::ActFormat;
 
 use crate::blas::GemmType;
 use crate::compile::{self, Module};
-use crate::device::{CudaDevice, DeviceBuf};
+use crate::device::{CudaDevice, DeviceBuf, SPLITK_ELEMS, SPLITK_TILES};
 use crate::error::{check, check_min, CudaError, Result};
 use crate::weights::{fits_i32, CudaDense, CudaLinear, CudaQuant, CudaTernary, CudaWeight, QKind};
 use tern_kernels::dense::DenseDType;
@@ -61,6 +61,12 @@ fn i32_of(op: &'static str, v: usize) -> Result<i32> {
     Ok(v as i32)
 }
 
+/// Split-K for small tensor-core GEMMs, on unless `TERN_CUDA_SPLITK=0` (read once).
+fn splitk_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("TERN_CUDA_SPLITK").map_or(true, |v| v != "0"))
+}
+
 fn grid_1d(n: usize, block: u32) -> u32 {
     n.div_ceil(block as usize).clamp(1, 1 << 20) as u32
 }
@@ -88,6 +94,12 @@ impl CudaDevice {
         // SAFETY: forwarded to the caller; `vals` outlives the launch call (parameters are copied
         // by cuLaunchKernel).
         unsafe { self.launch_raw(&f, cfg, &mut ptrs) }
+    }
+
+    /// Block size of the single-pass quantizers (norm.cu, NQ_REG = 32 elements per thread in
+    /// registers): about 16 elements per thread, whole warps, 64..=1024 threads.
+    fn quant_block(d: usize) -> u32 {
+        d.div_ceil(16).next_multiple_of(32).clamp(64, 1024) as u32
     }
 
     fn norm_block(d: usize) -> u32 {
@@ -195,7 +207,53 @@ impl CudaDevice {
         ];
         // SAFETY: matches `rms_norm_quant_i8`; x holds tokens × d, codes tokens × kp (capacity
         // checked), scale/sum one per token, out_norm tokens × d when non-null.
-        unsafe { self.launch(&compile::NORM, "rms_norm_quant_i8", (tokens as u32, 1, 1), Self::norm_block(d), &args) }
+        unsafe { self.launch(&compile::NORM, "rms_norm_quant_i8", (tokens as u32, 1, 1), Self::quant_block(d), &args) }
+    }
+
+    /// The GLU product `gate = act(gate) · up` for `tokens` rows of width `d` (written back to
+    /// `gate`, as [`CudaDevice::glu`]), then [`CudaDevice::quantize_i8`] of those rows with the
+    /// optional RMSNorm, in one launch (a ternary FFN's down-projection input).
+    #[allow(clippy::too_many_arguments)]
+    pub fn glu_quant_i8(
+        &self,
+        act: Activation,
+        gate: &mut DeviceBuf<f32>,
+        up: &DeviceBuf<f32>,
+        tokens: usize,
+        d: usize,
+        norm: Option<Norm<'_>>,
+        acts: &mut I8Acts,
+    ) -> Result<()> {
+        check_min("glu_quant_i8", "gate length", tokens * d, gate.len())?;
+        check_min("glu_quant_i8", "up length", tokens * d, up.len())?;
+        check_min("glu_quant_i8", "padded width", d, acts.kp)?;
+        check_min("glu_quant_i8", "activation capacity (tokens)", tokens, acts.capacity)?;
+        if let Some(w) = norm.and_then(|n| n.weight) {
+            check("glu_quant_i8", "norm weight length", d, w.len())?;
+        }
+        acts.tokens = tokens;
+        if tokens == 0 {
+            return Ok(());
+        }
+        let n = norm.unwrap_or(Norm { weight: None, eps: 0.0, offset: 0.0 });
+        let args = [
+            Arg::P(gate.device_addr()),
+            Arg::P(up.device_addr()),
+            Arg::I(act_code(act)),
+            ptr_or_null(n.weight),
+            Arg::F(n.eps),
+            Arg::F(n.offset),
+            Arg::I(i32::from(norm.is_some())),
+            Arg::I(i32_of("glu_quant_i8", d)?),
+            Arg::I(i32_of("glu_quant_i8", acts.kp)?),
+            Arg::P(acts.codes.device_addr()),
+            Arg::P(acts.scale.device_addr()),
+            Arg::P(acts.sum.device_addr()),
+        ];
+        // SAFETY: matches `glu_quant_i8(float*, const float*, int, const float*, float, float, int, int,
+        // int, i8*, float*, int*)`; gate/up hold tokens × d, codes tokens × kp (capacity checked),
+        // scale/sum one per token.
+        unsafe { self.launch(&compile::NORM, "glu_quant_i8", (tokens as u32, 1, 1), Self::norm_block(d), &args) }
     }
 
     /// Quantizes `tokens × cols` activations into the block format `format` (tern's
@@ -373,6 +431,18 @@ impl CudaDevice {
             return Ok(());
         }
         let (wscale, mode) = w.scale.kernel_args();
+        // Split-K when the tiles alone cannot fill the GPU (few tokens): 2 blocks per SM, at least
+        // two 128-wide K steps per split.
+        let tiles = rows.div_ceil(64) * tokens.div_ceil(64);
+        let steps = kp / 128;
+        let sms = self.info().sm_count.max(1) as usize;
+        let k_split = if splitk_enabled() && tiles < sms && tokens * rows <= SPLITK_ELEMS && tiles <= SPLITK_TILES {
+            // About two blocks per SM, at least two K steps per block.
+            (2 * sms).div_ceil(tiles).min(steps / 2).max(1)
+        } else {
+            1
+        };
+        let (part, counters) = if k_split > 1 { self.splitk_addrs()? } else { (0, 0) };
         let args = [
             Arg::P(w.data.device_addr()),
             Arg::I(rows as i32),
@@ -386,8 +456,11 @@ impl CudaDevice {
             ptr_or_null(epi.bias),
             Arg::P(out.device_addr()),
             Arg::I(i32::from(epi.accumulate)),
+            Arg::I(k_split as i32),
+            Arg::P(part),
+            Arg::P(counters),
         ];
-        let grid = (rows.div_ceil(64) as u32, tokens.div_ceil(64).min(65535) as u32, 1);
+        let grid = (rows.div_ceil(64) as u32, tokens.div_ceil(64).min(65535) as u32, k_split as u32);
         if tokens.div_ceil(64) > 65535 {
             return Err(CudaError::Shape {
                 op: "ternary_gemm",
@@ -397,7 +470,8 @@ impl CudaDevice {
             });
         }
         // SAFETY: matches `ternary_gemm_imma`; w holds rows × kp/4 bytes (rows ≥ 1), codes
-        // tokens × kp, scale/sum one per token, out tokens × rows (checked).
+        // tokens × kp, scale/sum one per token, out tokens × rows (checked); with k_split > 1 the
+        // split-K scratch holds ≥ tokens × rows partials and ≥ tiles counters, all zero between calls.
         unsafe { self.launch(&compile::IMMA, "ternary_gemm_imma", grid, 128, &args) }
     }
 
@@ -728,6 +802,45 @@ impl CudaDevice {
             return Ok(());
         }
         fits_i32("attention", tokens * nh)?;
+        let p = self.attn_plan(tokens, dims, max_keys);
+        let (ml, acc) = attn_scratch(self, scratch, p.parts, hd)?;
+        let (gi, ei, ns, split_len) = (p.gi, p.ei, p.ns, p.split_len);
+        let group = nh / nkv;
+        let gb = 1usize << gi;
+        let args = [
+            Arg::P(q.device_addr()),
+            Arg::P(kc.device_addr()),
+            Arg::P(vc.device_addr()),
+            Arg::P(pos0.device_addr()),
+            Arg::P(ml),
+            Arg::P(acc),
+            Arg::I(nh as i32),
+            Arg::I(nkv as i32),
+            Arg::I(hd as i32),
+            Arg::I(i32_of("attention", dims.capacity)?),
+            Arg::F(dims.scale),
+            Arg::I(i32_of("attention", dims.window.unwrap_or(0))?),
+            Arg::I(i32_of("attention", split_len)?),
+            Arg::F(dims.softcap.unwrap_or(0.0)),
+        ];
+        // SAFETY: matches `attn_split`; partial buffers hold tokens·nh·ns entries, q/caches checked.
+        let grid = (ns as u32, (nkv * (group / gb)) as u32, tokens as u32);
+        unsafe { self.launch(&compile::ATTN, ATTN_NAMES[gi][ei], grid, 128, &args)? };
+        let args = [
+            Arg::P(ml),
+            Arg::P(acc),
+            Arg::P(out.device_addr()),
+            Arg::I(nh as i32),
+            Arg::I(hd as i32),
+            Arg::I(ns as i32),
+        ];
+        // SAFETY: matches `attn_combine`; same partial buffers, out holds tokens × nh × hd.
+        unsafe { self.launch(&compile::ATTN, "attn_combine", (nh as u32, tokens as u32, 1), 128, &args) }
+    }
+
+    /// Grid of [`CudaDevice::attention`]: heads per block, head-dim class, number of key splits.
+    fn attn_plan(&self, tokens: usize, dims: AttnDims, max_keys: usize) -> AttnPlan {
+        let (nh, nkv, hd) = (dims.n_heads, dims.n_kv_heads, dims.head_dim);
         let span = dims.window.map_or(max_keys, |w| w.max(1).min(max_keys)).max(1);
         let group = nh / nkv;
         // Query heads per block: the largest of 8, 4, 2, 1 dividing the group (K/V loaded once for them).
@@ -747,45 +860,117 @@ impl CudaDevice {
         let want_splits = (2 * sms).div_ceil(blocks_per_split).max(1);
         let split_len = span.div_ceil(want_splits).max(32).next_multiple_of(16);
         let ns = span.div_ceil(split_len);
-        let parts = tokens * nh * ns;
-        let ml = scratch.ml.take().filter(|b| b.len() >= 2 * parts);
-        let ml = scratch.ml.insert(match ml {
-            Some(b) => b,
-            None => self.alloc::<f32>(2 * parts)?,
-        });
-        let acc = scratch.acc.take().filter(|b| b.len() >= parts * hd);
-        let acc = scratch.acc.insert(match acc {
-            Some(b) => b,
-            None => self.alloc::<f32>(parts * hd)?,
-        });
+        AttnPlan { gi, ei, ns, split_len, parts: tokens * nh * ns }
+    }
+
+    /// RoPE + KV write of a batch through its [`BatchTables`]: row `t` of `q` / `k` / `v` belongs to
+    /// the sequence and position the tables give it, and its K / V go to that sequence's caches of
+    /// `layer`. One launch for all sequences.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rope_kv_rows(
+        &self,
+        q: &mut DeviceBuf<f32>,
+        k: &DeviceBuf<f32>,
+        v: &DeviceBuf<f32>,
+        rope: Rope<'_>,
+        tab: &BatchTables,
+        layer: usize,
+        dims: AttnDims,
+    ) -> Result<()> {
+        let (nh, nkv, hd) = (dims.n_heads, dims.n_kv_heads, dims.head_dim);
+        dims.validate("rope_kv_rows")?;
+        let (kv, caps, rows) = tab.addrs("rope_kv_rows", layer, nkv, hd)?;
+        let tokens = tab.n_rows;
+        check_min("rope_kv_rows", "q length", tokens * nh * hd, q.len())?;
+        check_min("rope_kv_rows", "k length", tokens * nkv * hd, k.len())?;
+        check_min("rope_kv_rows", "v length", tokens * nkv * hd, v.len())?;
+        check_min("rope_kv_rows", "head_dim (2·half)", 2 * rope.half, hd)?;
+        check_min("rope_kv_rows", "cos table length", tab.max_end * rope.half, rope.cos.len())?;
+        check_min("rope_kv_rows", "sin table length", tab.max_end * rope.half, rope.sin.len())?;
+        let total = tokens * (nh + nkv) * (hd - rope.half);
+        if total == 0 {
+            return Ok(());
+        }
         let args = [
             Arg::P(q.device_addr()),
-            Arg::P(kc.device_addr()),
-            Arg::P(vc.device_addr()),
-            Arg::P(pos0.device_addr()),
-            Arg::P(ml.device_addr()),
-            Arg::P(acc.device_addr()),
+            Arg::P(k.device_addr()),
+            Arg::P(v.device_addr()),
+            Arg::P(rope.cos.device_addr()),
+            Arg::P(rope.sin.device_addr()),
+            Arg::P(kv),
+            Arg::P(caps),
+            Arg::P(rows),
+            Arg::I(i32_of("rope_kv_rows", tokens)?),
             Arg::I(nh as i32),
             Arg::I(nkv as i32),
             Arg::I(hd as i32),
-            Arg::I(i32_of("attention", dims.capacity)?),
+            Arg::I(rope.half as i32),
+        ];
+        // SAFETY: matches `rope_kv_rows`; q/k/v lengths and the RoPE tables checked above; the
+        // batch tables hold, for every row, a sequence whose caches were checked to hold
+        // n_kv_heads × capacity × head_dim floats with the row's position below that capacity.
+        unsafe { self.launch(&compile::ATTN, "rope_kv_rows", (grid_1d(total, 256), 1, 1), 256, &args) }
+    }
+
+    /// Causal GQA attention of a batch through its [`BatchTables`] (see
+    /// [`CudaDevice::rope_kv_rows`]): row `t` attends over its own sequence's cache of `layer` up to
+    /// its position. `max_keys` (≥ every row's position + 1) sizes the grid, so a graph captured
+    /// for a bound replays for every batch under it. `dims.capacity` is unused (per sequence).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_rows(
+        &self,
+        q: &DeviceBuf<f32>,
+        tab: &BatchTables,
+        layer: usize,
+        max_keys: usize,
+        dims: AttnDims,
+        scratch: &mut AttnScratch,
+        out: &mut DeviceBuf<f32>,
+    ) -> Result<()> {
+        let (nh, nkv, hd) = (dims.n_heads, dims.n_kv_heads, dims.head_dim);
+        dims.validate("attention_rows")?;
+        let (kv, caps, rows) = tab.addrs("attention_rows", layer, nkv, hd)?;
+        let tokens = tab.n_rows;
+        check_min("attention_rows", "q length", tokens * nh * hd, q.len())?;
+        check_min("attention_rows", "output length", tokens * nh * hd, out.len())?;
+        check_min("attention_rows", "max_keys (largest position + 1)", tab.max_end, max_keys)?;
+        if tokens == 0 {
+            return Ok(());
+        }
+        fits_i32("attention_rows", tokens * nh)?;
+        fits_i32("attention_rows", max_keys)?;
+        let p = self.attn_plan(tokens, dims, max_keys);
+        let (ml, acc) = attn_scratch(self, scratch, p.parts, hd)?;
+        let gb = 1usize << p.gi;
+        let grid_y = nkv * (nh / nkv / gb);
+        let args = [
+            Arg::P(q.device_addr()),
+            Arg::P(kv),
+            Arg::P(caps),
+            Arg::P(rows),
+            Arg::P(ml),
+            Arg::P(acc),
+            Arg::I(nh as i32),
+            Arg::I(nkv as i32),
+            Arg::I(hd as i32),
             Arg::F(dims.scale),
-            Arg::I(i32_of("attention", dims.window.unwrap_or(0))?),
-            Arg::I(i32_of("attention", split_len)?),
+            Arg::I(i32_of("attention_rows", dims.window.unwrap_or(0))?),
+            Arg::I(i32_of("attention_rows", p.split_len)?),
             Arg::F(dims.softcap.unwrap_or(0.0)),
         ];
-        // SAFETY: matches `attn_split`; partial buffers hold tokens·nh·ns entries, q/caches checked.
-        let grid = (ns as u32, (nkv * (group / gb)) as u32, tokens as u32);
-        unsafe { self.launch(&compile::ATTN, ATTN_NAMES[gi][ei], grid, 128, &args)? };
+        let grid = (p.ns as u32, grid_y as u32, tokens as u32);
+        // SAFETY: matches `attn_rows_g{GB}_e{E}`; partial buffers hold tokens·nh·ns entries, q
+        // checked; the tables as in `rope_kv_rows` (positions below each sequence's capacity).
+        unsafe { self.launch(&compile::ATTN, ATTN_ROWS_NAMES[p.gi][p.ei], grid, 128, &args)? };
         let args = [
-            Arg::P(ml.device_addr()),
-            Arg::P(acc.device_addr()),
+            Arg::P(ml),
+            Arg::P(acc),
             Arg::P(out.device_addr()),
             Arg::I(nh as i32),
             Arg::I(hd as i32),
-            Arg::I(ns as i32),
+            Arg::I(p.ns as i32),
         ];
-        // SAFETY: matches `attn_combine`; same partial buffers, out holds tokens × nh × hd.
+        // SAFETY: matches `attn_combine`; same partial buffers, out holds tokens × nh × hd (checked).
         unsafe { self.launch(&compile::ATTN, "attn_combine", (nh as u32, tokens as u32, 1), 128, &args) }
     }
 
@@ -824,16 +1009,9 @@ impl CudaDevice {
     pub fn glu(&self, act: Activation, gate: &mut DeviceBuf<f32>, up: &DeviceBuf<f32>, n: usize) -> Result<()> {
         check_min("glu", "gate length", n, gate.len())?;
         check_min("glu", "up length", n, up.len())?;
-        let code = match act {
-            Activation::Silu => 0,
-            Activation::Gelu => 1,
-            Activation::GeluTanh => 2,
-            Activation::Relu2 => 3,
-            Activation::Relu => 4,
-        };
         self.elementwise(
             "glu",
-            &[Arg::P(gate.device_addr()), Arg::P(up.device_addr()), Arg::L(n as i64), Arg::I(code)],
+            &[Arg::P(gate.device_addr()), Arg::P(up.device_addr()), Arg::L(n as i64), Arg::I(act_code(act))],
             n,
         )
     }
@@ -958,6 +1136,17 @@ impl CudaDevice {
     }
 }
 
+/// The `ACT_*` code of common.cuh.
+fn act_code(act: Activation) -> i32 {
+    match act {
+        Activation::Silu => 0,
+        Activation::Gelu => 1,
+        Activation::GeluTanh => 2,
+        Activation::Relu2 => 3,
+        Activation::Relu => 4,
+    }
+}
+
 /// Rows per warp of the ternary GEMV: more rows share activation loads, fewer rows give more warps
 /// for small matrices.
 fn default_rows_per_warp(rows: usize, tokens: usize) -> usize {
@@ -1042,6 +1231,144 @@ impl AttnDims {
         fits_i32(op, self.n_heads)?;
         fits_i32(op, self.capacity)?;
         Ok(())
+    }
+}
+
+/// Launch geometry of the split attention kernels.
+struct AttnPlan {
+    gi: usize,
+    ei: usize,
+    ns: usize,
+    split_len: usize,
+    parts: usize,
+}
+
+/// The partial buffers of `scratch` grown to `parts` entries; their device addresses.
+fn attn_scratch(dev: &CudaDevice, scratch: &mut AttnScratch, parts: usize, hd: usize) -> Result<(u64, u64)> {
+    let ml = scratch.ml.take().filter(|b| b.len() >= 2 * parts);
+    let ml = scratch.ml.insert(match ml {
+        Some(b) => b,
+        None => dev.alloc::<f32>(2 * parts)?,
+    });
+    let acc = scratch.acc.take().filter(|b| b.len() >= parts * hd);
+    let acc = scratch.acc.insert(match acc {
+        Some(b) => b,
+        None => dev.alloc::<f32>(parts * hd)?,
+    });
+    Ok((ml.device_addr(), acc.device_addr()))
+}
+
+/// One sequence of a [`BatchTables`]: its K and V caches (one per layer, `[kv_head][position]
+/// [head_dim]` f32 each), their capacity in positions, the position of its first new token and
+/// how many new tokens it has in the batch (rows are stacked in sequence order).
+#[derive(Clone, Copy, Debug)]
+pub struct SeqTable<'a> {
+    pub k: &'a [DeviceBuf<f32>],
+    pub v: &'a [DeviceBuf<f32>],
+    pub capacity: usize,
+    pub pos0: usize,
+    pub tokens: usize,
+}
+
+/// Device tables of a batched call for [`CudaDevice::rope_kv_rows`] and
+/// [`CudaDevice::attention_rows`]: one u64 buffer holding, per layer and sequence, the K and V cache
+/// addresses; per sequence its capacity; per token row `(sequence << 32) | position`. Written by
+/// [`BatchTables::set`] (one upload), which checks every cache against the head geometry and every
+/// position against its sequence's capacity. The addresses are those of the caches passed to the
+/// last `set`: call it again whenever the batch's caches change, and before a graph that reads the
+/// tables replays.
+#[derive(Debug, Default)]
+pub struct BatchTables {
+    buf: Option<DeviceBuf<u64>>,
+    host: Vec<u64>,
+    n_layers: usize,
+    n_seq: usize,
+    n_rows: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    max_end: usize,
+}
+
+impl BatchTables {
+    pub fn new() -> BatchTables {
+        BatchTables::default()
+    }
+
+    /// Fills and uploads the tables for `seqs` with caches of `n_kv_heads × capacity × head_dim`.
+    pub fn set(&mut self, dev: &CudaDevice, seqs: &[SeqTable<'_>], n_kv_heads: usize, head_dim: usize) -> Result<()> {
+        let n_layers = seqs.first().map_or(0, |s| s.k.len());
+        let n_seq = seqs.len();
+        let n_rows: usize = seqs.iter().map(|s| s.tokens).sum();
+        self.host.clear();
+        self.host.resize(n_layers * n_seq * 2, 0);
+        let mut max_end = 0;
+        for (si, sq) in seqs.iter().enumerate() {
+            check("BatchTables::set", "K caches (layers)", n_layers, sq.k.len())?;
+            check("BatchTables::set", "V caches (layers)", n_layers, sq.v.len())?;
+            check_min("BatchTables::set", "cache capacity", sq.pos0 + sq.tokens, sq.capacity)?;
+            fits_i32("BatchTables::set", sq.capacity)?;
+            let need = n_kv_heads * sq.capacity * head_dim;
+            for l in 0..n_layers {
+                check_min("BatchTables::set", "K cache length", need, sq.k[l].len())?;
+                check_min("BatchTables::set", "V cache length", need, sq.v[l].len())?;
+                self.host[(l * n_seq + si) * 2] = sq.k[l].device_addr();
+                self.host[(l * n_seq + si) * 2 + 1] = sq.v[l].device_addr();
+            }
+            if sq.tokens > 0 {
+                max_end = max_end.max(sq.pos0 + sq.tokens);
+            }
+        }
+        self.host.extend(seqs.iter().map(|s| s.capacity as u64));
+        for (si, sq) in seqs.iter().enumerate() {
+            for p in sq.pos0..sq.pos0 + sq.tokens {
+                self.host.push(((si as u64) << 32) | p as u64);
+            }
+        }
+        let n = self.host.len();
+        let buf = match self.buf.take().filter(|b| b.len() >= n) {
+            Some(b) => b,
+            None => dev.alloc::<u64>(n.next_power_of_two().max(64))?,
+        };
+        let buf = self.buf.insert(buf);
+        dev.write(&self.host, buf)?;
+        self.n_layers = n_layers;
+        self.n_seq = n_seq;
+        self.n_rows = n_rows;
+        self.n_kv_heads = n_kv_heads;
+        self.head_dim = head_dim;
+        self.max_end = max_end;
+        Ok(())
+    }
+
+    /// Token rows of the batch.
+    pub fn rows(&self) -> usize {
+        self.n_rows
+    }
+
+    /// Largest `position + 1` over the rows.
+    pub fn max_end(&self) -> usize {
+        self.max_end
+    }
+
+    /// Addresses of the K/V table of `layer`, the capacities and the rows, after checking the
+    /// geometry the tables were validated for.
+    fn addrs(&self, op: &'static str, layer: usize, n_kv_heads: usize, head_dim: usize) -> Result<(u64, u64, u64)> {
+        let Some(buf) = &self.buf else {
+            return Err(CudaError::Unsupported(format!("{op}: batch tables used before BatchTables::set")));
+        };
+        check(op, "KV heads of the batch tables", self.n_kv_heads, n_kv_heads)?;
+        check(op, "head_dim of the batch tables", self.head_dim, head_dim)?;
+        if layer >= self.n_layers {
+            return Err(CudaError::Shape {
+                op,
+                what: "layer (of the batch tables)",
+                expected: self.n_layers,
+                found: layer,
+            });
+        }
+        let base = buf.device_addr();
+        let caps = self.n_layers * self.n_seq * 2;
+        Ok((base + (layer * self.n_seq * 16) as u64, base + (caps * 8) as u64, base + ((caps + self.n_seq) * 8) as u64))
     }
 }
 
@@ -1276,6 +1603,14 @@ const ATTN_NAMES: [[&str; 3]; 4] = [
     ["attn_split_g2_e2", "attn_split_g2_e4", "attn_split_g2_e8"],
     ["attn_split_g4_e2", "attn_split_g4_e4", "attn_split_g4_e8"],
     ["attn_split_g8_e2", "attn_split_g8_e4", "attn_split_g8_e8"],
+];
+
+/// `ATTN_ROWS_NAMES[log2(heads per block)][head_dim class]` (batch-table variants).
+const ATTN_ROWS_NAMES: [[&str; 3]; 4] = [
+    ["attn_rows_g1_e2", "attn_rows_g1_e4", "attn_rows_g1_e8"],
+    ["attn_rows_g2_e2", "attn_rows_g2_e4", "attn_rows_g2_e8"],
+    ["attn_rows_g4_e2", "attn_rows_g4_e4", "attn_rows_g4_e8"],
+    ["attn_rows_g8_e2", "attn_rows_g8_e4", "attn_rows_g8_e8"],
 ];
 
 /// `DENSE_NAMES[dtype][tokens − 1][0 = vector, 1 = scalar]`, dtypes f32, f16, bf16.

@@ -104,6 +104,20 @@ fn check(name: &str) -> f64 {
             let e = rel_l2(&ws.logits[row * v..(row + 1) * v], &full[t * v..(t + 1) * v]);
             assert!(e < PATH_TOL, "{name}: batched row {row} (position {t}): {e:.3e}");
         }
+        // Batched decode in lock-step, one token per sequence per call: the first step runs
+        // eagerly, the second is captured as a graph, the rest replay it at new positions.
+        for s in 0..n.saturating_sub(6).min(5) {
+            let (ta, tb) = (6 + s, 2 + s);
+            let mut seqs = [
+                SeqInput { tokens: &ids[ta..ta + 1], cache: &mut ca },
+                SeqInput { tokens: &ids[tb..tb + 1], cache: &mut cb },
+            ];
+            model.forward_batch(&ThreadPool::new(1), &mut seqs, &mut ws, Logits::Last).unwrap();
+            for (row, t) in [ta, tb].into_iter().enumerate() {
+                let e = rel_l2(&ws.logits[row * v..(row + 1) * v], &full[t * v..(t + 1) * v]);
+                assert!(e < PATH_TOL, "{name}: batched decode step {s} row {row} (position {t}): {e:.3e}");
+            }
+        }
     }
     worst
 }
@@ -127,8 +141,23 @@ fn every_fixture_on_cuda() {
     }
 }
 
-/// A real model given as TERN_CUDA_MODEL (a GGUF file): CUDA and CPU agree on top-1 at every
-/// position of a fixed prompt (token ids from the model's own embedding range).
+/// Tolerances of the real-model check. Models with 8-bit activations (every ggml-block GEMV, on
+/// both executors) amplify last-bit float differences into activation rounding flips, layer after
+/// layer, so two correct executors differ far more than on the float fixtures. Measured on an
+/// H100 with SmolLM2-135M Q4_1 (48 positions): CUDA vs CPU rel L2 ≤ 2.5e-2, CUDA decode vs its own
+/// full pass ≤ 1.6e-2, 5 top-1 flips, all at CPU top-2 margins (≤ 0.12) below that position's
+/// max |CUDA − CPU| (≥ 0.37); against llama.cpp's own logits (tools/llamacpp/dump_logits.cpp, 46
+/// positions) CUDA, CPU and llama.cpp agree on top-1 everywhere and CUDA's largest deviation over
+/// llama.cpp's top-20 (0.75) is within the CPU's (0.86).
+const REAL_REL_L2: f64 = 5e-2;
+const REAL_REF_MAX_DIFF: f32 = 1.0;
+
+/// A real model given as TERN_CUDA_MODEL (a GGUF file): CUDA vs CPU on a fixed prompt (token ids
+/// from the model's own embedding range): relative L2 per position, top-1 equal except where the
+/// CPU's own top-2 margin is inside the measured CUDA−CPU difference; incremental decode on the
+/// device vs the full pass; with TERN_CUDA_REF (llama.cpp logits JSON, e.g.
+/// crates/tern-cli/tests/data/llamacpp_logits_smollm2.json) top-1 equal to llama.cpp's at every
+/// position. See [`REAL_REL_L2`] for the measured numbers.
 #[test]
 fn real_model_cpu_vs_cuda() {
     let Some(path) = std::env::var_os("TERN_CUDA_MODEL") else {
@@ -152,16 +181,79 @@ fn real_model_cpu_vs_cuda() {
     model.forward(&ThreadPool::new(8), &ids, &mut cpu_cache, &mut cpu_ws, Logits::All).unwrap();
     let mut worst = 0f64;
     let mut agree = 0;
+    let mut flips = Vec::new();
     for t in 0..n {
         let (g, c) = (&ws.logits[t * v..(t + 1) * v], &cpu_ws.logits[t * v..(t + 1) * v]);
-        worst = worst.max(rel_l2(g, c));
+        let e = rel_l2(g, c);
+        worst = worst.max(e);
+        let max_diff = g.iter().zip(c).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         let (a, b) = (argmax(g), argmax(c));
         let mut sorted = c.to_vec();
         sorted.sort_by(|x, y| y.total_cmp(x));
         let margin = sorted[0] - sorted[1];
-        println!("pos {t}: cuda {a} cpu {b} cpu top-2 margin {margin:.4}");
-        assert!(a == b || margin < 0.05, "position {t}: CUDA top-1 {a} vs CPU {b} (CPU margin {margin})");
-        agree += usize::from(a == b);
+        println!("pos {t}: cuda {a} cpu {b} cpu top-2 margin {margin:.4} rel L2 {e:.2e} max |diff| {max_diff:.4}");
+        if a == b {
+            agree += 1;
+        } else {
+            flips.push((t, a, b, margin, max_diff));
+        }
     }
     println!("real model: top-1 agreement {agree}/{n}, worst rel L2 CUDA vs CPU {worst:.3e}");
+    // Incremental decode on the device (decode graphs: eager, capture, replays) vs the full pass.
+    let full = ws.logits.clone();
+    let mut c2 = KvCache::new(&model.config, n);
+    let start = n.saturating_sub(8).max(1);
+    let mut decode_worst = 0f64;
+    model.forward(&ThreadPool::new(1), &ids[..start], &mut c2, &mut ws, Logits::Last).unwrap();
+    for t in start..n {
+        model.forward(&ThreadPool::new(1), &ids[t..t + 1], &mut c2, &mut ws, Logits::Last).unwrap();
+        let e = rel_l2(&ws.logits, &full[t * v..(t + 1) * v]);
+        println!("decode pos {t}: rel L2 vs full pass {e:.2e}");
+        decode_worst = decode_worst.max(e);
+    }
+    // Optional third reference: llama.cpp's top-20 logits for fixed prompts (TERN_CUDA_REF, the JSON
+    // of tools/llamacpp/dump_logits.cpp), compared with both executors.
+    let mut ref_bad = Vec::new();
+    if let Some(refp) = std::env::var_os("TERN_CUDA_REF").filter(|p| Path::new(p).is_file()) {
+        let j: serde_json::Value = serde_json::from_slice(&std::fs::read(refp).unwrap()).unwrap();
+        for p in j["prompts"].as_array().unwrap() {
+            let pids: Vec<u32> = p["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+            let m = pids.len();
+            let mut wsg = Workspace::cuda(&model, 0).unwrap();
+            let mut cg = KvCache::new(&model.config, m);
+            model.forward(&ThreadPool::new(1), &pids, &mut cg, &mut wsg, Logits::All).unwrap();
+            let mut wsc = Workspace::default();
+            let mut cc = KvCache::new(&model.config, m);
+            model.forward(&ThreadPool::new(8), &pids, &mut cc, &mut wsc, Logits::All).unwrap();
+            for (t, pos) in p["positions"].as_array().unwrap().iter().enumerate().take(m) {
+                let ids: Vec<usize> =
+                    pos["top_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+                let lg: Vec<f32> =
+                    pos["top_logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+                let row = |l: &[f32]| l[t * v..(t + 1) * v].to_vec();
+                let (g, c) = (row(&wsg.logits), row(&wsc.logits));
+                let dev = |x: &[f32]| ids.iter().zip(&lg).map(|(&i, &r)| (x[i] - r).abs()).fold(0f32, f32::max);
+                println!(
+                    "llama.cpp ref pos {t}: top-1 llama {} cuda {} cpu {}; max |diff| over its top-20: cuda {:.4} cpu {:.4}",
+                    ids[0],
+                    argmax(&g),
+                    argmax(&c),
+                    dev(&g),
+                    dev(&c)
+                );
+                if argmax(&g) != ids[0] || dev(&g) > REAL_REF_MAX_DIFF {
+                    ref_bad.push((t, argmax(&g), ids[0], dev(&g)));
+                }
+            }
+        }
+    }
+    assert!(ref_bad.is_empty(), "CUDA vs llama.cpp (position, cuda top-1, llama top-1, max |diff|): {ref_bad:?}");
+    assert!(decode_worst < REAL_REL_L2, "real model: incremental decode vs full pass {decode_worst:.3e}");
+    assert!(worst <= REAL_REL_L2, "worst rel L2 CUDA vs CPU {worst:.3e}");
+    for &(t, a, b, margin, max_diff) in &flips {
+        assert!(
+            margin <= max_diff,
+            "position {t}: CUDA top-1 {a} vs CPU {b}: CPU margin {margin} exceeds max |CUDA - CPU| {max_diff}"
+        );
+    }
 }

@@ -8,13 +8,20 @@
 // for all of them;
 // scores are q·k · scale (optionally soft-capped, cap · tanh(s / cap)); softmax in f32.
 // pos0 is read from device memory so that a captured CUDA graph can be replayed at any position.
+//
+// Batched (row-table) variants rope_kv_rows / attn_rows_*: every token row t names its own sequence
+// and position, rows[t] = (seq << 32) | pos, and each sequence its own caches and capacity for the
+// layer, kv[2 * seq] = K cache address, kv[2 * seq + 1] = V cache address, caps[seq]; so one launch
+// serves all sequences of a batch (and a graph replays for any positions and caches written into
+// the tables); attn_combine then merges the splits as for the per-sequence kernels.
 
 // q: T x nh x hd (rotated in place); k, v: T x nkv x hd; cos/sin: [positions][half] tables.
 // One thread per (token, head, item), items 0..hd−half: item i < half rotates the pair (i, i+half),
 // item i ≥ half passes element i + half through (partial rotary). K and V go to the cache.
-extern "C" __global__ void rope_kv(float* q, const float* k, const float* v, const float* cos_t, const float* sin_t,
-                                   const int* pos0_ptr, float* kc, float* vc, int T, int nh, int nkv, int hd,
-                                   int half, int cap) {
+__device__ __forceinline__ void rope_kv_impl(float* q, const float* k, const float* v, const float* cos_t,
+                                             const float* sin_t, const int* pos0_ptr, float* kc, float* vc,
+                                             const u64* kv_tab, const u64* caps, const u64* rows, int T, int nh,
+                                             int nkv, int hd, int half, int cap) {
     const int items = hd - half;
     const long long total = (long long)T * (nh + nkv) * items;
     const long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x;
@@ -22,7 +29,17 @@ extern "C" __global__ void rope_kv(float* q, const float* k, const float* v, con
     const int i = (int)(idx % items);
     const int head = (int)((idx / items) % (nh + nkv));
     const int t = (int)(idx / ((long long)items * (nh + nkv)));
-    const int pos = *pos0_ptr + t;
+    int pos;
+    if (rows) {
+        const u64 r = rows[t];
+        const int sq = (int)(r >> 32);
+        pos = (int)(r & 0xffffffffu);
+        kc = (float*)kv_tab[2 * sq];
+        vc = (float*)kv_tab[2 * sq + 1];
+        cap = (int)caps[sq];
+    } else {
+        pos = *pos0_ptr + t;
+    }
     const float* cs = cos_t + (size_t)pos * half;
     const float* sn = sin_t + (size_t)pos * half;
     if (head < nh) {
@@ -51,6 +68,18 @@ extern "C" __global__ void rope_kv(float* q, const float* k, const float* v, con
     }
 }
 
+extern "C" __global__ void rope_kv(float* q, const float* k, const float* v, const float* cos_t, const float* sin_t,
+                                   const int* pos0_ptr, float* kc, float* vc, int T, int nh, int nkv, int hd,
+                                   int half, int cap) {
+    rope_kv_impl(q, k, v, cos_t, sin_t, pos0_ptr, kc, vc, nullptr, nullptr, nullptr, T, nh, nkv, hd, half, cap);
+}
+
+extern "C" __global__ void rope_kv_rows(float* q, const float* k, const float* v, const float* cos_t,
+                                        const float* sin_t, const u64* kv_tab, const u64* caps, const u64* rows,
+                                        int T, int nh, int nkv, int hd, int half) {
+    rope_kv_impl(q, k, v, cos_t, sin_t, nullptr, nullptr, nullptr, kv_tab, caps, rows, T, nh, nkv, hd, half, 0);
+}
+
 #define ATTN_WARPS 4
 #define ATTN_KB 4  // keys per warp step
 
@@ -60,7 +89,8 @@ extern "C" __global__ void rope_kv(float* q, const float* k, const float* v, con
 // acc[((t*nh + h)*ns + s)*hd + d].
 template <int GB, int EPL>
 __device__ __forceinline__ void attn_split_impl(const float* __restrict__ q, const float* __restrict__ kc,
-                                                const float* __restrict__ vc, const int* pos0_ptr, float* part_ml,
+                                                const float* __restrict__ vc, const int* pos0_ptr, const u64* kv_tab,
+                                                const u64* caps, const u64* rows, float* part_ml,
                                                 float* part_acc, int nh, int nkv, int hd, int cap, float scale,
                                                 int window, int split_len, float softcap) {
     __shared__ float sm_m[ATTN_WARPS][GB], sm_l[ATTN_WARPS][GB];
@@ -72,7 +102,17 @@ __device__ __forceinline__ void attn_split_impl(const float* __restrict__ q, con
     const int hg = G / GB;
     const int kvh = blockIdx.y / hg;
     const int h0 = kvh * G + (blockIdx.y % hg) * GB;
-    const int n_keys = *pos0_ptr + t + 1;
+    int n_keys;
+    if (rows) {
+        const u64 r = rows[t];
+        const int sq = (int)(r >> 32);
+        n_keys = (int)(r & 0xffffffffu) + 1;
+        kc = (const float*)kv_tab[2 * sq];
+        vc = (const float*)kv_tab[2 * sq + 1];
+        cap = (int)caps[sq];
+    } else {
+        n_keys = *pos0_ptr + t + 1;
+    }
     const int first = window > 0 ? max(0, n_keys - window) : 0;
     const int k0 = first + s * split_len;
     const int k1 = min(n_keys, k0 + split_len);
@@ -190,8 +230,14 @@ __device__ __forceinline__ void attn_split_impl(const float* __restrict__ q, con
     extern "C" __global__ void __launch_bounds__(128) attn_split_g##GB##_e##EPL(                                 \
         const float* q, const float* kc, const float* vc, const int* pos0_ptr, float* part_ml, float* part_acc,   \
         int nh, int nkv, int hd, int cap, float scale, int window, int split_len, float softcap) {               \
-        attn_split_impl<GB, EPL>(q, kc, vc, pos0_ptr, part_ml, part_acc, nh, nkv, hd, cap, scale, window,         \
-                                 split_len, softcap);                                                            \
+        attn_split_impl<GB, EPL>(q, kc, vc, pos0_ptr, nullptr, nullptr, nullptr, part_ml, part_acc, nh, nkv, hd,  \
+                                 cap, scale, window, split_len, softcap);                                        \
+    }                                                                                                            \
+    extern "C" __global__ void __launch_bounds__(128) attn_rows_g##GB##_e##EPL(                                  \
+        const float* q, const u64* kv_tab, const u64* caps, const u64* rows, float* part_ml, float* part_acc,     \
+        int nh, int nkv, int hd, float scale, int window, int split_len, float softcap) {                        \
+        attn_split_impl<GB, EPL>(q, nullptr, nullptr, nullptr, kv_tab, caps, rows, part_ml, part_acc, nh, nkv,    \
+                                 hd, 0, scale, window, split_len, softcap);                                      \
     }
 #define ATTN_SPLIT_E(GB) ATTN_SPLIT(GB, 2) ATTN_SPLIT(GB, 4) ATTN_SPLIT(GB, 8)
 ATTN_SPLIT_E(1)

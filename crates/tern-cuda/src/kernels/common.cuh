@@ -110,3 +110,21 @@ __device__ __forceinline__ u32 ld_u32_a2(const u8* p) {
     const u16* q = (const u16*)p;
     return (u32)q[0] | ((u32)q[1] << 16);
 }
+
+// Activations of tern_kernels::ops::Activation (silu x/(1+e^-x), gelu 0.5x(1+erf(x/√2)), gelu_tanh,
+// relu², relu), used by ops.cu's glu and norm.cu's glu_quant_i8.
+#define ACT_SILU 0
+#define ACT_GELU 1
+#define ACT_GELU_TANH 2
+#define ACT_RELU2 3
+#define ACT_RELU 4
+
+__device__ __forceinline__ float act_apply(int act, float x) {
+    switch (act) {
+        case ACT_SILU: return x / (1.0f + expf(-x));
+        case ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+        case ACT_GELU_TANH: return 0.5f * x * (1.0f + tanhf(0.7978846f * (x + 0.044715f * x * x * x)));
+        case ACT_RELU2: { const float r = fmaxf(x, 0.0f); return r * r; }
+        default: return fmaxf(x, 0.0f);
+    }
+}

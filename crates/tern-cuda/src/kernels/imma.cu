@@ -7,6 +7,14 @@
 // one row) and unpacks them with one shift and mask per lane into 64 int8 codes in shared memory;
 // activations (K-contiguous per token, i.e. the column-major B operand) are copied as they are.
 // Shared rows are padded to 144 bytes so the fragment reads are free of bank conflicts.
+//
+// Split-K (grid.z = k_split > 1, for grids too small to fill the GPU, e.g. 64 decode tokens): block z
+// sums the K steps [z·steps/k_split, (z+1)·steps/k_split) and adds its integer partials into `part`
+// (tokens x rows int32, all zero on entry) with atomics; the last block of a tile (per-tile counter
+// in `counters`, zero on entry) reads the totals back, zeroing them and the counter for the next
+// call, and runs the epilogue. Integer sums are exact, so the bits equal the unsplit kernel's.
+// (Measured on an H100 at 64 tokens: per-split slices summed by the last block with 4 blocks per SM
+// were slower than these atomics with 2 blocks per SM, 57 vs 33 us per GEMM on average.)
 
 #define IM_BM 64
 #define IM_BN 64
@@ -20,11 +28,12 @@ __device__ __forceinline__ void mma_s8(int* c, const u32* a, const u32* b) {
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-// grid (ceil(rows / 64), ceil(tokens / 64)), block 128.
+// grid (ceil(rows / 64), ceil(tokens / 64), k_split), block 128.
 extern "C" __global__ void __launch_bounds__(128)
     ternary_gemm_imma(const u8* __restrict__ w, int rows, int kp, const i8* __restrict__ x, int tokens,
                       const float* __restrict__ act_scale, const int* __restrict__ act_sum, float wscale, int mode,
-                      const float* __restrict__ bias, float* out, int accumulate) {
+                      const float* __restrict__ bias, float* out, int accumulate, int k_split, int* part,
+                      int* counters) {
     __shared__ __align__(16) u8 sa[IM_BM * IM_LD];
     __shared__ __align__(16) u8 sb[IM_BN * IM_LD];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -55,8 +64,11 @@ extern "C" __global__ void __launch_bounds__(128)
             xv[j] = bn + tok < tokens ? *(const uint4*)(x + (size_t)(bn + tok) * kp + k0 + seg * 16) : make_uint4(0, 0, 0, 0);
         }
     };
-    load(0);
-    for (int k0 = 0; k0 < kp; k0 += IM_BK) {
+    const int steps = kp / IM_BK;
+    const int kb = k_split > 1 ? (int)((long long)blockIdx.z * steps / k_split) * IM_BK : 0;
+    const int ke = k_split > 1 ? (int)((long long)(blockIdx.z + 1) * steps / k_split) * IM_BK : kp;
+    if (kb < ke) load(kb);
+    for (int k0 = kb; k0 < ke; k0 += IM_BK) {
         // Weights: 64 rows x 32 packed bytes, one 16-byte half block per thread, unpacked.
 #pragma unroll
         for (int L = 0; L < 4; L++) {
@@ -74,7 +86,7 @@ extern "C" __global__ void __launch_bounds__(128)
             *(uint4*)(sb + (idx >> 3) * IM_LD + (idx & 7) * 16) = xv[j];
         }
         __syncthreads();
-        if (k0 + IM_BK < kp) load(k0 + IM_BK);
+        if (k0 + IM_BK < ke) load(k0 + IM_BK);
 #pragma unroll
         for (int kk = 0; kk < IM_BK; kk += 32) {
             u32 af[2][4], bf[4][2];
@@ -98,6 +110,37 @@ extern "C" __global__ void __launch_bounds__(128)
                 for (int ni = 0; ni < 4; ni++) mma_s8(acc[mi][ni], af[mi], bf[ni]);
         }
         __syncthreads();
+    }
+    if (k_split > 1) {
+        __shared__ int last;
+#pragma unroll
+        for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+            for (int ni = 0; ni < 4; ni++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int r = bm + wm * 32 + mi * 16 + g + (e >= 2 ? 8 : 0);
+                    const int t = bn + wn * 32 + ni * 8 + tig * 2 + (e & 1);
+                    if (r < rows && t < tokens) atomicAdd(part + (size_t)t * rows + r, acc[mi][ni][e]);
+                }
+        __threadfence();
+        __syncthreads();
+        const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+        if (tid == 0) last = atomicAdd(counters + tile, 1) == k_split - 1;
+        __syncthreads();
+        if (!last) return;
+        __threadfence();
+#pragma unroll
+        for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+            for (int ni = 0; ni < 4; ni++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int r = bm + wm * 32 + mi * 16 + g + (e >= 2 ? 8 : 0);
+                    const int t = bn + wn * 32 + ni * 8 + tig * 2 + (e & 1);
+                    acc[mi][ni][e] = (r < rows && t < tokens) ? atomicExch(part + (size_t)t * rows + r, 0) : 0;
+                }
+        if (tid == 0) counters[tile] = 0;
     }
 #pragma unroll
     for (int mi = 0; mi < 2; mi++) {

@@ -6,6 +6,9 @@
 //   (tern_kernels::act::quantize_i8: s = 127 / max(|x|, 1e-5), q = round_half_even(x * s) clamped to
 //   int8, NaN -> 0), writing the codes padded with zeros to kp, the scale s and the code sum. Without
 //   the norm the codes, scale and sum are bit-identical to the CPU's.
+// * glu_quant_i8: the GLU product gate = act(gate) * up (ops.cu's glu, same f32 operations, written
+//   back to gate) fused with the optional RMSNorm and the int8 quantization above, for the down
+//   projection of a ternary FFN (plan ops Glu, RmsNorm Gate -> Gate, Linear down in one launch).
 // * quant_q8x32 / quant_q8k: the activation block formats of tern_kernels::quant::act (ggml's
 //   quantize_row_q8_0 with an exact integer block sum, and quantize_row_q8_K), bit-identical.
 
@@ -30,15 +33,12 @@ __device__ __forceinline__ int quant_code(float v, float scale) {
     return (int)fminf(fmaxf(r, -128.0f), 127.0f);
 }
 
-// One block per token. do_norm != 0: normalise with (w, eps, offset) first (w nullable).
-// out_norm (nullable) receives the normalised f32 values. codes: tokens x kp.
-extern "C" __global__ void rms_norm_quant_i8(const float* x, const float* w, float eps, float offset, int do_norm,
-                                             int d, int kp, float* out_norm, i8* codes, float* act_scale,
-                                             int* act_sum) {
+// Normalise (optionally) and quantize one row xr of width d into codes / scale / sum of token t.
+__device__ __forceinline__ void norm_quant_row(const float* xr, const float* w, float eps, float offset,
+                                               int do_norm, int d, int kp, float* out_norm, i8* codes,
+                                               float* act_scale, int* act_sum, int t) {
     __shared__ float red[32];
     __shared__ int redi[32];
-    const int t = blockIdx.x;
-    const float* xr = x + (size_t)t * d;
     float inv = 1.0f;
     if (do_norm) {
         float ss = 0.0f;
@@ -72,6 +72,106 @@ extern "C" __global__ void rms_norm_quant_i8(const float* x, const float* w, flo
         act_scale[t] = scale;
         act_sum[t] = sum;
     }
+}
+
+// Elements per thread the single-pass quantizers keep in registers; rows wider than
+// blockDim.x * NQ_REG take the multi-pass norm_quant_row above.
+#define NQ_REG 32
+
+// Single pass over global memory: the row (and the norm weight) is loaded once into registers,
+// then normalised, reduced and quantized there; same f32 operations as norm_quant_row. With
+// glu_act >= 0 the row is first act(x) * up (written back to x when write_x).
+__device__ __forceinline__ void norm_quant_row_reg(float* xr, const float* up, int glu_act, int write_x,
+                                                   const float* w, float eps, float offset, int do_norm, int d,
+                                                   int kp, float* out_norm, i8* codes, float* act_scale,
+                                                   int* act_sum, int t) {
+    __shared__ float red[32];
+    __shared__ int redi[32];
+    const int nt = blockDim.x, tid = threadIdx.x;
+    float v[NQ_REG], wv[NQ_REG];
+    const bool use_w = do_norm && w;
+#pragma unroll
+    for (int j = 0; j < NQ_REG; j++) {
+        const int i = tid + j * nt;
+        v[j] = i < d ? xr[i] : 0.0f;
+        wv[j] = (use_w && i < d) ? w[i] : 0.0f;
+    }
+    if (glu_act >= 0) {
+#pragma unroll
+        for (int j = 0; j < NQ_REG; j++) {
+            const int i = tid + j * nt;
+            if (i < d) {
+                v[j] = __fmul_rn(act_apply(glu_act, v[j]), up[i]);
+                if (write_x) xr[i] = v[j];
+            }
+        }
+    }
+    float inv = 1.0f;
+    if (do_norm) {
+        float ss = 0.0f;
+#pragma unroll
+        for (int j = 0; j < NQ_REG; j++) ss += v[j] * v[j];
+        ss = block_sum(ss, red);
+        inv = 1.0f / sqrtf(ss / (float)d + eps);
+    }
+    float amax = 0.0f;
+#pragma unroll
+    for (int j = 0; j < NQ_REG; j++) {
+        const int i = tid + j * nt;
+        if (do_norm) v[j] = __fmul_rn(__fmul_rn(v[j], inv), use_w ? __fadd_rn(wv[j], offset) : 1.0f);
+        if (i < d) {
+            if (out_norm) out_norm[(size_t)t * d + i] = v[j];
+            amax = fmaxf(amax, fabsf(v[j]));
+        }
+    }
+    amax = block_max(amax, red);
+    const float scale = 127.0f / fmaxf(amax, 1e-5f);
+    int sum = 0;
+    i8* cr = codes + (size_t)t * kp;
+#pragma unroll
+    for (int j = 0; j < NQ_REG; j++) {
+        const int i = tid + j * nt;
+        if (i < d) {
+            const int q = quant_code(v[j], scale);
+            cr[i] = (i8)q;
+            sum += q;
+        }
+    }
+    for (int i = d + tid; i < kp; i += nt) cr[i] = 0;
+    sum = block_sum_i(sum, redi);
+    if (tid == 0) {
+        act_scale[t] = scale;
+        act_sum[t] = sum;
+    }
+}
+
+// One block per token. do_norm != 0: normalise with (w, eps, offset) first (w nullable).
+// out_norm (nullable, must not alias x) receives the normalised f32 values. codes: tokens x kp.
+extern "C" __global__ void rms_norm_quant_i8(const float* x, const float* w, float eps, float offset, int do_norm,
+                                             int d, int kp, float* out_norm, i8* codes, float* act_scale,
+                                             int* act_sum) {
+    const int t = blockIdx.x;
+    if (d <= (int)blockDim.x * NQ_REG) {
+        norm_quant_row_reg((float*)x + (size_t)t * d, nullptr, -1, 0, w, eps, offset, do_norm, d, kp, out_norm,
+                           codes, act_scale, act_sum, t);
+    } else {
+        norm_quant_row(x + (size_t)t * d, w, eps, offset, do_norm, d, kp, out_norm, codes, act_scale, act_sum, t);
+    }
+}
+
+// One block per token: gate[t] = act(gate[t]) * up[t] in place, then rms_norm_quant_i8 of that row.
+// Each thread rewrites and later re-reads only its own elements, so no barrier is needed between.
+extern "C" __global__ void glu_quant_i8(float* gate, const float* up, int act, const float* w, float eps,
+                                        float offset, int do_norm, int d, int kp, i8* codes, float* act_scale,
+                                        int* act_sum) {
+    const int t = blockIdx.x;
+    float* gr = gate + (size_t)t * d;
+    const float* ur = up + (size_t)t * d;
+    // The multi-pass row code measured faster here than the single-pass register version (H100, d
+    // = 6912: 13.3 us with 1024 threads vs 21.9 us with 448); norm_quant_row_reg keeps the GLU
+    // option for wider experiments.
+    for (int i = threadIdx.x; i < d; i += blockDim.x) gr[i] = __fmul_rn(act_apply(act, gr[i]), ur[i]);
+    norm_quant_row(gr, w, eps, offset, do_norm, d, kp, nullptr, codes, act_scale, act_sum, t);
 }
 
 // ggml's nearest_int for |v| <= 127.5: round half to even.

@@ -6,21 +6,7 @@
 // quantized embedding rows, and tern_engine::sampler::argmax (first index of the maximum; NaN never
 // wins; all −inf/NaN gives 0).
 
-#define ACT_SILU 0
-#define ACT_GELU 1
-#define ACT_GELU_TANH 2
-#define ACT_RELU2 3
-#define ACT_RELU 4
-
-__device__ __forceinline__ float act_apply(int act, float x) {
-    switch (act) {
-        case ACT_SILU: return x / (1.0f + expf(-x));
-        case ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-        case ACT_GELU_TANH: return 0.5f * x * (1.0f + tanhf(0.7978846f * (x + 0.044715f * x * x * x)));
-        case ACT_RELU2: { const float r = fmaxf(x, 0.0f); return r * r; }
-        default: return fmaxf(x, 0.0f);
-    }
-}
+// act_apply and the ACT_* codes live in common.cuh (shared with norm.cu's fused GLU quantizer).
 
 // gate[i] = act(gate[i]) * up[i]
 extern "C" __global__ void glu(float* gate, const float* up, long long n, int act) {
