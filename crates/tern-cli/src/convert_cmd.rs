@@ -10,7 +10,8 @@ use tern_convert::{ConvertOptions, TargetType};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Source: a Hugging Face model directory (config.json + safetensors) or a .gguf file.
+    /// Source: a Hugging Face model directory (config.json + safetensors), a .gguf file, or
+    /// `synthetic:NAME` (the random-weight model of `tern bench --synthetic NAME`).
     src: PathBuf,
     /// Output .gguf file.
     out: PathBuf,
@@ -47,6 +48,13 @@ fn mib(b: u64) -> f64 {
 }
 
 pub fn main(a: Args) -> Result<()> {
+    // `synthetic:NAME`: the random-weight model of `tern bench --synthetic NAME` (seed 0).
+    if let Some(name) = a.src.to_str().and_then(|s| s.strip_prefix("synthetic:")) {
+        if a.out.exists() && !a.force {
+            anyhow::bail!("{} already exists (pass --force to overwrite it)", a.out.display());
+        }
+        return crate::bench::write_synthetic(name, 0, a.ty.ggml(), None, &a.out);
+    }
     let opts = ConvertOptions {
         source: a.src.clone(),
         target: a.ty,

@@ -2,6 +2,7 @@
 //! prints; no model logic lives here.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod chat;
 mod common;
 mod convert_cmd;
@@ -9,6 +10,7 @@ mod hub_cmds;
 mod logits;
 mod perplexity;
 mod run;
+mod serve;
 mod text_cmds;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +34,10 @@ enum Cmd {
     Logits(logits::Args),
     /// Perplexity of a text file (llama-perplexity semantics).
     Perplexity(perplexity::Args),
+    /// Throughput benchmark, llama-bench style (pp / tg tok/s, bytes per token, GB/s; --synthetic, --bandwidth).
+    Bench(bench::Args),
+    /// OpenAI-compatible HTTP server with continuous batching (/v1/chat/completions, /v1/completions, ...).
+    Serve(serve::Args),
     /// Download a model from the Hugging Face Hub into the local cache.
     Pull(hub_cmds::PullArgs),
     /// List the models in the local Hugging Face cache.
@@ -56,6 +62,8 @@ fn main() {
         Cmd::Convert(a) => convert_cmd::main(a),
         Cmd::Logits(a) => logits::main(a),
         Cmd::Perplexity(a) => perplexity::main(a),
+        Cmd::Bench(a) => bench::main(a),
+        Cmd::Serve(a) => serve::main(a),
         Cmd::Pull(a) => hub_cmds::pull_main(a),
         Cmd::Ls(a) => hub_cmds::ls_main(a),
         Cmd::Rm(a) => hub_cmds::rm_main(a),

@@ -3,7 +3,8 @@
 //! Reference: `transformers/integrations/bitnet.py`, `ActQuant.forward` / `BitLinear.activation_quant`:
 //! `s = 127 / max(|x|).clamp(min=1e-5)`, `q = round(x * s).clamp(-128, 127)` where `round` is
 //! torch's round-half-to-even. The arithmetic is f32, in the same order, so the int8 codes are
-//! identical to transformers' for f32 inputs.
+//! identical to transformers' for f32 inputs. The AVX2 / AVX-512 paths (`simd`) convert with the
+//! default round-to-nearest-even mode and saturate, bit-exact with [`quantize_i8_scalar`].
 
 /// One quantized token: codes (padded with zeros to the packed K), the scale `s` and `Σ q`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -14,11 +15,32 @@ pub struct ActScale {
     pub sum: i32,
 }
 
-/// Quantizes `x` into `out[..x.len()]` and zero-fills `out[x.len()..]`.
+/// Quantizes `x` into `out[..x.len()]` and zero-fills `out[x.len()..]`, on the active ISA
+/// ([`crate::simd::level`]); bit-exact with [`quantize_i8_scalar`].
 ///
 /// # Panics
 /// If `out` is shorter than `x` (a caller bug, not an input error).
 pub fn quantize_i8(x: &[f32], out: &mut [i8]) -> ActScale {
+    quantize_i8_on(crate::simd::level(), x, out)
+}
+
+/// [`quantize_i8`] on path `isa` (clamped to what this CPU runs).
+///
+/// # Panics
+/// If `out` is shorter than `x`.
+pub fn quantize_i8_on(isa: crate::isa::Isa, x: &[f32], out: &mut [i8]) -> ActScale {
+    assert!(out.len() >= x.len(), "quantize_i8: output shorter than input");
+    let (head, tail) = out.split_at_mut(x.len());
+    tail.fill(0);
+    crate::simd::quantize_i8(isa, x, head)
+}
+
+/// The reference: `s = 127 / max(|x|, 1e-5)` (NaN inputs are skipped by the max), `q = round_half_even(x·s)`
+/// clamped to int8 (a NaN product, from a NaN or infinite input, becomes 0).
+///
+/// # Panics
+/// If `out` is shorter than `x`.
+pub fn quantize_i8_scalar(x: &[f32], out: &mut [i8]) -> ActScale {
     assert!(out.len() >= x.len(), "quantize_i8: output shorter than input");
     let max = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     // A NaN input is skipped by `f32::max` and becomes code 0 (`as i8` maps NaN to 0).

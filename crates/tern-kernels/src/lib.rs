@@ -6,7 +6,9 @@
 //!   ternary × int8 matrix product that consumes them packed.
 //! * [`dense`]: f32 / f16 / bf16 row-major weights and their matrix product with f32 activations.
 //! * [`ops`]: element-wise and normalisation ops (RMSNorm, activations, RoPE, softmax, attention).
+//! * [`int8`]: int8 matrices with per-64-block scales (tern's quantized LM heads) and their product.
 //! * [`isa`]: run-time CPU feature detection and the `TERN_ISA` override.
+//! * [`membw`]: the memory-read bandwidth probe decode speed is compared against.
 //! * [`simd`]: the AVX2 / AVX-512 kernels behind [`ternary::matmul`] and [`dense::matmul`], dispatched
 //!   on [`isa::active`].
 //!
@@ -15,7 +17,9 @@
 pub mod act;
 pub mod buf;
 pub mod dense;
+pub mod int8;
 pub mod isa;
+pub mod membw;
 pub mod ops;
 pub mod pool;
 pub mod quant;

@@ -429,6 +429,11 @@ fn upload_linear(dev: &CudaDevice, l: &Linear) -> tern_cuda::Result<CudaLinear> 
             };
             (CudaWeight::Ternary(CudaTernary::upload(dev, w, mode)?), norm)
         }
+        LinearWeight::Int8(_) => {
+            return Err(tern_cuda::CudaError::Unsupported(
+                "per-row int8 weights (a CPU head format) on CUDA: use --head-quant f16|q8|q6|q4".into(),
+            ))
+        }
     };
     let bias = match &l.bias {
         Some(b) => Some(dev.upload(b)?),

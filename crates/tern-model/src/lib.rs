@@ -17,6 +17,7 @@ pub mod load_gguf;
 pub mod model;
 pub mod plan;
 pub mod rope;
+pub mod synthetic;
 
 pub use config::ModelConfig;
 pub use model::{KvCache, Logits, Model, SeqInput, Workspace};

@@ -31,7 +31,7 @@ use std::sync::OnceLock;
 use crate::dense::DenseDType;
 use crate::isa::{self, Isa};
 use crate::pool::ThreadPool;
-use crate::ternary::{dot_codes_scalar, QuantizedActs, SyncPtr, TernaryMatrix, BLOCK, BLOCK_BYTES};
+use crate::ternary::{dot_codes_scalar_as, QuantizedActs, SyncPtr, TernaryLayout, TernaryMatrix, BLOCK, BLOCK_BYTES};
 
 /// Calls `$f::<R, T>(a, b, out)` for the first listed `(R, T)` equal to `(a.len(), b.len())` and
 /// returns from the enclosing function; falls through when no listed shape matches.
@@ -100,44 +100,115 @@ pub fn level() -> Isa {
 // Ternary × int8
 // ---------------------------------------------------------------------------------------------
 
+/// [`crate::act::quantize_i8`] of `x` into `out` (same length) on path `isa`.
+pub(crate) fn quantize_i8(isa: Isa, x: &[f32], out: &mut [i8]) -> crate::act::ActScale {
+    debug_assert_eq!(x.len(), out.len());
+    match usable(isa) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: clamped by `usable`: this CPU has AVX-512 F/BW/VL (and AVX2, FMA).
+        Isa::Avx512Vnni => unsafe { x86_avx512::quantize_i8(x, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: clamped by `usable`: this CPU has AVX2 and FMA.
+        Isa::Avx2 => unsafe { x86_avx2::quantize_i8(x, out) },
+        _ => crate::act::quantize_i8_scalar(x, out),
+    }
+}
+
+/// Byte stride of a pair of T2 blocks in tern's T2 layout.
+pub(crate) const T2_PAIR: usize = 2 * BLOCK_BYTES;
+/// Byte stride of a pair of T2 blocks inside ggml TQ2_0 blocks (64 code bytes + f16 scale).
+pub(crate) const TQ2_PAIR: usize = crate::ternary::TQ2_BLOCK_BYTES;
+
+/// Byte offset of T2 block `b` when pairs of blocks start `P` bytes apart.
+#[inline(always)]
+pub(crate) const fn t2_block_offset<const P: usize>(b: usize) -> usize {
+    (b >> 1) * P + (b & 1) * BLOCK_BYTES
+}
+
+/// Whole T2 blocks in a row of `len` bytes whose block pairs start `P` bytes apart.
+#[inline(always)]
+pub(crate) const fn t2_blocks_in<const P: usize>(len: usize) -> usize {
+    (len / P) * 2 + if len % P >= BLOCK_BYTES { 1 } else { 0 }
+}
+
+/// The path the kernels of `layout` run for `isa` (already clamped by [`usable`]); every layout has
+/// every path today, so this is the identity (kept as the one place a layout-specific requirement
+/// would lower the path).
+#[inline]
+fn layout_isa(isa: Isa, _layout: TernaryLayout) -> Isa {
+    isa
+}
+
 /// `Σ code·x` over one packed T2 row on path `isa` (see [`crate::ternary::dot_codes_scalar`]).
 ///
 /// Like the scalar reference, it covers `min(row.len() / 32, x.len() / 128)` whole blocks.
 pub fn dot_codes(isa: Isa, row: &[u8], x: &[i8]) -> i32 {
+    dot_codes_as(isa, TernaryLayout::T2, row, x)
+}
+
+/// `Σ code·x` over one packed row of `layout` on path `isa`; bit-exact with
+/// [`crate::ternary::dot_codes_scalar_as`] (whole blocks present in both `row` and `x`).
+pub fn dot_codes_as(isa: Isa, layout: TernaryLayout, row: &[u8], x: &[i8]) -> i32 {
     let mut out = [0i32];
-    ternary_tile(usable(isa), &[row], &[x], &mut out);
+    let isa = layout_isa(usable(isa), layout);
+    ternary_tile(isa, layout, &[row], &[x], &mut out);
     out[0]
 }
 
-/// `out[i · xs.len() + j] = Σ code·x` of `rows[i]` and `xs[j]` on a path already clamped by [`usable`].
+/// `out[i · xs.len() + j] = Σ code·x` of `rows[i]` and `xs[j]` on a path already clamped by [`usable`]
+/// and [`layout_isa`].
 #[inline]
-fn ternary_tile(isa: Isa, rows: &[&[u8]], xs: &[&[i8]], out: &mut [i32]) {
-    match isa {
+fn ternary_tile(isa: Isa, layout: TernaryLayout, rows: &[&[u8]], xs: &[&[i8]], out: &mut [i32]) {
+    let pair = if layout == TernaryLayout::Tq2 { TQ2_PAIR } else { T2_PAIR };
+    match (isa, layout) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` was clamped by `usable`: this CPU has AVX-512 F/BW/VL/VNNI (plus AVX2, FMA
+        // and F16C, see `best`).
+        (Isa::Avx512Vnni, TernaryLayout::T1) => unsafe { x86_avx512::t1_tile(rows, xs, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` was clamped by `usable`: this CPU has AVX2 and FMA.
+        (Isa::Avx2, TernaryLayout::T1) => unsafe { x86_avx2::t1_tile(rows, xs, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` was clamped by `usable`, so this CPU has AVX-512 F/BW/VL/VNNI (plus AVX2,
         // FMA and F16C, see `best`).
-        Isa::Avx512Vnni => unsafe { x86_avx512::ternary_tile(rows, xs, out) },
+        (Isa::Avx512Vnni, _) => unsafe {
+            if !(xs.len() == 1 && x86_avx512::ternary_gemv(pair, rows, xs[0], out)) {
+                x86_avx512::ternary_tile(pair, rows, xs, out)
+            }
+        },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` was clamped by `usable`, so this CPU has AVX2 and FMA.
-        Isa::Avx2 => unsafe { x86_avx2::ternary_tile(rows, xs, out) },
+        (Isa::Avx2, _) => unsafe { x86_avx2::ternary_tile(pair, rows, xs, out) },
         _ => {
             for (i, row) in rows.iter().enumerate() {
                 for (j, x) in xs.iter().enumerate() {
-                    out[i * xs.len() + j] = dot_codes_scalar(row, x);
+                    out[i * xs.len() + j] = dot_codes_scalar_as(layout, row, x);
                 }
             }
         }
     }
 }
 
+/// Rows per AVX-512 decode tile (`TERN_GEMV_ROWS` = 1, 2, 4 or 8 for experiments; default 4).
+fn gemv_rows() -> usize {
+    static R: OnceLock<usize> = OnceLock::new();
+    *R.get_or_init(|| {
+        std::env::var("TERN_GEMV_ROWS").ok().and_then(|v| v.parse().ok()).filter(|r| [1, 2, 4, 8].contains(r)).unwrap_or(4)
+    })
+}
+
 /// `(rows, tokens)` of the register tile used by `isa` for a product with `tokens` tokens.
-fn ternary_shape(isa: Isa, tokens: usize) -> (usize, usize) {
-    match (isa, tokens) {
-        (Isa::Scalar, _) => (1, 1),
-        (Isa::Avx512Vnni, 1) => (8, 1),
-        (Isa::Avx512Vnni, _) => (2, 4),
-        (Isa::Avx2, 1) => (4, 1),
-        (Isa::Avx2, _) => (1, 4),
+fn ternary_shape(isa: Isa, layout: TernaryLayout, tokens: usize) -> (usize, usize) {
+    match (isa, layout, tokens) {
+        (Isa::Scalar, _, _) => (1, 1),
+        (Isa::Avx512Vnni, TernaryLayout::T1, 1) => (4, 1),
+        (Isa::Avx512Vnni, TernaryLayout::T1, _) => (1, 4),
+        (Isa::Avx2, TernaryLayout::T1, 1) => (2, 1),
+        (Isa::Avx2, TernaryLayout::T1, _) => (1, 4),
+        (Isa::Avx512Vnni, _, 1) => (gemv_rows(), 1),
+        (Isa::Avx512Vnni, _, _) => (2, 4),
+        (Isa::Avx2, _, 1) => (4, 1),
+        (Isa::Avx2, _, _) => (1, 4),
     }
 }
 
@@ -159,15 +230,80 @@ pub fn ternary_matmul(
     assert_eq!(acts.codes.len(), tokens * k, "ternary::matmul: activation length");
     assert_eq!(factor.len(), tokens, "ternary::matmul: factor length");
     assert_eq!(out.len(), tokens * w.rows(), "ternary::matmul: output length");
-    let isa = usable(isa);
+    let isa = layout_isa(usable(isa), w.layout());
     let rows = w.rows();
     let out_ptr = SyncPtr(out.as_mut_ptr());
+    let data = w.data();
     pool.for_range(rows, 8, &|r0, r1| {
         let mut out = TaskOut { ptr: &out_ptr, rows, tokens, r0, r1 };
-        ternary_rows(isa, w, acts.codes, tokens, r0, r1, &mut |t, r, dot| {
-            let acc = dot - acts.scales[t].sum;
+        ternary_rows(isa, w, data, acts.codes, tokens, r0, r1, &mut |t, r, dot| {
+            let acc = dot.wrapping_sub(acts.scales[t].sum);
             *out.at(t, r) = acc as f32 * factor[t];
         });
+    });
+}
+
+/// One matrix of [`ternary_matmul_many`]: its weights, per-token factors and `tokens × rows` output.
+pub struct TernaryPart<'a> {
+    pub w: &'a TernaryMatrix,
+    pub factor: &'a [f32],
+    pub out: &'a mut [f32],
+}
+
+/// Most matrices one [`ternary_matmul_many`] call takes (kept on the stack: no allocation).
+pub const MANY_MAX: usize = 8;
+
+/// Several [`ternary_matmul`]s over the same activations (e.g. q/k/v, or gate/up) in one pool
+/// dispatch: the rows of all matrices are split over the threads as one range, so the threads meet
+/// once instead of once per matrix. Results are bit-identical with separate calls.
+///
+/// # Panics
+/// If there are more than [`MANY_MAX`] matrices, the matrices' padded K differ from the activations',
+/// or on inconsistent lengths.
+pub fn ternary_matmul_many(isa: Isa, pool: &ThreadPool, parts: &mut [TernaryPart<'_>], acts: &QuantizedActs<'_>) {
+    let tokens = acts.scales.len();
+    let isa = usable(isa);
+    struct Part<'a> {
+        w: &'a TernaryMatrix,
+        data: &'a [u8],
+        factor: &'a [f32],
+        out: SyncPtr<f32>,
+        start: usize,
+        isa: Isa,
+    }
+    assert!(parts.len() <= MANY_MAX, "ternary::matmul_many: at most {MANY_MAX} matrices");
+    let mut total = 0;
+    let mut ps: [Option<Part<'_>>; MANY_MAX] = Default::default();
+    for (slot, p) in ps.iter_mut().zip(parts.iter_mut()) {
+        let k = p.w.padded_cols();
+        assert_eq!(acts.codes.len(), tokens * k, "ternary::matmul_many: activation length");
+        assert_eq!(p.factor.len(), tokens, "ternary::matmul_many: factor length");
+        assert_eq!(p.out.len(), tokens * p.w.rows(), "ternary::matmul_many: output length");
+        *slot = Some(Part {
+            w: p.w,
+            data: p.w.data(),
+            factor: p.factor,
+            out: SyncPtr(p.out.as_mut_ptr()),
+            start: total,
+            isa: layout_isa(isa, p.w.layout()),
+        });
+        // Each part starts on a multiple of 8 rows so tile shapes match a single-matrix call.
+        total += p.w.rows().div_ceil(8) * 8;
+    }
+    pool.for_range(total, 8, &|g0, g1| {
+        for p in ps.iter().flatten() {
+            let rows = p.w.rows();
+            let r0 = g0.max(p.start) - p.start;
+            let r1 = (g1.min(p.start + rows)).max(p.start) - p.start;
+            if r0 >= r1 {
+                continue;
+            }
+            let mut out = TaskOut { ptr: &p.out, rows, tokens, r0, r1 };
+            ternary_rows(p.isa, p.w, p.data, acts.codes, tokens, r0, r1, &mut |t, r, dot| {
+                let acc = dot.wrapping_sub(acts.scales[t].sum);
+                *out.at(t, r) = acc as f32 * p.factor[t];
+            });
+        }
     });
 }
 
@@ -198,9 +334,12 @@ impl TaskOut<'_> {
 }
 
 /// Computes `Σ code·x` for rows `r0..r1` and every token, handing each to `store(t, r, dot)`.
+/// `data` is `w.data()` (fetched once by the caller).
+#[allow(clippy::too_many_arguments)]
 fn ternary_rows(
     isa: Isa,
     w: &TernaryMatrix,
+    data: &[u8],
     codes: &[i8],
     tokens: usize,
     r0: usize,
@@ -208,17 +347,20 @@ fn ternary_rows(
     store: &mut dyn FnMut(usize, usize, i32),
 ) {
     let k = w.padded_cols();
+    let rb = w.row_bytes();
+    let layout = w.layout();
+    let row = |r: usize| &data[r * rb..(r + 1) * rb];
     let x = |t: usize| &codes[t * k..(t + 1) * k];
     if isa == Isa::Scalar {
         // The reference loop: one row against one token at a time.
         for r in r0..r1 {
             for t in 0..tokens {
-                store(t, r, dot_codes_scalar(w.row(r), x(t)));
+                store(t, r, dot_codes_scalar_as(layout, row(r), x(t)));
             }
         }
         return;
     }
-    let (rt, tt) = ternary_shape(isa, tokens);
+    let (rt, tt) = ternary_shape(isa, layout, tokens);
     // Tokens per block: a multiple of the tile width whose activations fit the L2 budget.
     let tb = (TERNARY_X_BUDGET / k.max(1)).max(tt) / tt * tt;
     let mut acc = [0i32; 32];
@@ -231,7 +373,7 @@ fn ternary_rows(
         while r < r1 {
             let rn = if r1 - r >= rt { rt } else { 1 };
             for (i, slot) in rows_buf[..rn].iter_mut().enumerate() {
-                *slot = w.row(r + i);
+                *slot = row(r + i);
             }
             let mut t0 = tb0;
             while t0 < tb1 {
@@ -239,7 +381,7 @@ fn ternary_rows(
                 for (j, slot) in xs_buf[..tn].iter_mut().enumerate() {
                     *slot = x(t0 + j);
                 }
-                ternary_tile(isa, &rows_buf[..rn], &xs_buf[..tn], &mut acc[..rn * tn]);
+                ternary_tile(isa, layout, &rows_buf[..rn], &xs_buf[..tn], &mut acc[..rn * tn]);
                 for i in 0..rn {
                     for j in 0..tn {
                         store(t0 + j, r + i, acc[i * tn + j]);
@@ -250,6 +392,93 @@ fn ternary_rows(
             r += rn;
         }
         tb0 = tb1;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Int8 with per-64-block scales (crate::int8)
+// ---------------------------------------------------------------------------------------------
+
+/// Rows `r0..r1` of [`crate::int8::matmul_on`] for every token, handed to `store(t, r, y)`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn int8_rows(
+    isa: Isa,
+    w: &crate::int8::Int8Matrix,
+    codes: &[i8],
+    scales: &[f32],
+    nb: usize,
+    acts: &crate::int8::Int8Acts,
+    r0: usize,
+    r1: usize,
+    store: &mut dyn FnMut(usize, usize, f32),
+) {
+    use crate::int8::{dot_scalar, I8_BLOCK};
+    let _ = w;
+    let rb = nb * I8_BLOCK;
+    let tokens = acts.tokens();
+    let wrow = |r: usize| (&codes[r * rb..(r + 1) * rb], &scales[r * nb..(r + 1) * nb]);
+    if isa == Isa::Scalar {
+        for r in r0..r1 {
+            let (wq, ws) = wrow(r);
+            for t in 0..tokens {
+                let (xq, xs) = acts.token(t);
+                store(t, r, dot_scalar(wq, ws, xq, xs));
+            }
+        }
+        return;
+    }
+    let (rt, tt) = match (isa, tokens) {
+        (Isa::Avx512Vnni, 1) => (8, 1),
+        (Isa::Avx512Vnni, _) => (2, 4),
+        (_, 1) => (4, 1),
+        _ => (1, 4),
+    };
+    let mut acc = [0f32; 32];
+    let mut wq: [&[i8]; 8] = [&[]; 8];
+    let mut ws: [&[f32]; 8] = [&[]; 8];
+    let mut xq: [&[i8]; 4] = [&[]; 4];
+    let mut xs: [&[f32]; 4] = [&[]; 4];
+    let mut r = r0;
+    while r < r1 {
+        let rn = if r1 - r >= rt { rt } else { 1 };
+        for i in 0..rn {
+            (wq[i], ws[i]) = wrow(r + i);
+        }
+        let mut t0 = 0;
+        while t0 < tokens {
+            let tn = tt.min(tokens - t0);
+            for j in 0..tn {
+                (xq[j], xs[j]) = acts.token(t0 + j);
+            }
+            int8_tile(isa, &wq[..rn], &ws[..rn], &xq[..tn], &xs[..tn], &mut acc[..rn * tn]);
+            for i in 0..rn {
+                for j in 0..tn {
+                    store(t0 + j, r + i, acc[i * tn + j]);
+                }
+            }
+            t0 += tn;
+        }
+        r += rn;
+    }
+}
+
+/// `out[i·T + j]` = the int8 block dot product of row `i` and token `j` on a clamped path.
+#[inline]
+fn int8_tile(isa: Isa, wq: &[&[i8]], ws: &[&[f32]], xq: &[&[i8]], xs: &[&[f32]], out: &mut [f32]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: clamped by `usable`: this CPU has AVX-512 F/BW/VL/VNNI (and AVX2, FMA).
+        Isa::Avx512Vnni => unsafe { x86_avx512::int8_tile(wq, ws, xq, xs, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: clamped by `usable`: this CPU has AVX2 and FMA.
+        Isa::Avx2 => unsafe { x86_avx2::int8_tile(wq, ws, xq, xs, out) },
+        _ => {
+            for i in 0..wq.len() {
+                for j in 0..xq.len() {
+                    out[i * xq.len() + j] = crate::int8::dot_scalar(wq[i], ws[i], xq[j], xs[j]);
+                }
+            }
+        }
     }
 }
 

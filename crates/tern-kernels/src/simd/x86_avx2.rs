@@ -7,10 +7,16 @@
 //! [`crate::ternary::dot_codes_scalar`]; the f32 ones differ from the scalar reference only in
 //! summation order.
 
+// The tile kernels index several const-size arrays with one loop variable on purpose: plain index
+// loops over const bounds are what LLVM fully unrolls into registers (iterator adapters over arrays
+// of vectors were left as calls with the accumulators on the stack).
+#![allow(clippy::needless_range_loop)]
+
 use core::arch::x86_64::*;
 
+use super::{t2_block_offset, t2_blocks_in};
 use crate::dense::DenseDType;
-use crate::ternary::{BLOCK, BLOCK_BYTES};
+use crate::ternary::BLOCK;
 
 /// Blocks whose `vpmaddubsw` results are summed in i16 before widening to i32.
 ///
@@ -23,10 +29,11 @@ use crate::ternary::{BLOCK, BLOCK_BYTES};
 const I16_GROUP: usize = 8;
 const _: () = assert!(I16_GROUP * 4 * 2 * 3 * 128 <= i16::MAX as usize);
 
-/// Whole T2 blocks covered by every row and every activation (the scalar reference's `zip` rule).
+/// Whole T2 blocks covered by every row and every activation (the scalar reference's `zip` rule);
+/// `P` is the byte stride of a pair of blocks (64 for T2, 66 for ggml TQ2_0).
 #[inline(always)]
-fn block_count(rows: &[&[u8]], xs: &[&[i8]]) -> usize {
-    let r = rows.iter().map(|r| r.len() / BLOCK_BYTES).min().unwrap_or(0);
+fn block_count<const P: usize>(rows: &[&[u8]], xs: &[&[i8]]) -> usize {
+    let r = rows.iter().map(|r| t2_blocks_in::<P>(r.len())).min().unwrap_or(0);
     let x = xs.iter().map(|x| x.len() / BLOCK).min().unwrap_or(0);
     r.min(x)
 }
@@ -59,27 +66,38 @@ fn hsum_ps(v: __m256) -> f32 {
 /// sums, accumulated in i16 for [`I16_GROUP`] blocks (see its bound) and then widened with `vpmaddwd`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn tern_tile<const R: usize, const T: usize>(rows: &[&[u8]; R], xs: &[&[i8]; T], out: &mut [i32]) {
-    let nblocks = block_count(rows, xs);
+fn tern_tile<const R: usize, const T: usize, const P: usize>(rows: &[&[u8]; R], xs: &[&[i8]; T], out: &mut [i32]) {
+    let nblocks = block_count::<P>(rows, xs);
     let m3 = _mm256_set1_epi8(3);
     let ones = _mm256_set1_epi16(1);
     let mut acc32 = [[_mm256_setzero_si256(); T]; R];
+    // Raw pointers and index loops over the const tile keep every accumulator in a register.
+    let rp: [*const u8; R] = core::array::from_fn(|i| rows[i].as_ptr());
+    let xp: [*const i8; T] = core::array::from_fn(|j| xs[j].as_ptr());
+    let row_len = rows[R - 1].len();
     let mut b = 0;
     while b < nblocks {
         let group_end = (b + I16_GROUP).min(nblocks);
         let mut acc16 = [[_mm256_setzero_si256(); T]; R];
         while b < group_end {
-            for (a16_r, row) in acc16.iter_mut().zip(rows) {
-                // SAFETY: b < nblocks ≤ row.len() / 32: bytes 32b .. 32b + 32 are in bounds.
-                let c = unsafe { _mm256_loadu_si256(row.as_ptr().add(b * BLOCK_BYTES).cast()) };
+            if T == 1 && b & 1 == 0 {
+                // Decode: prefetch the rows two tiles ahead into L2 (see the AVX-512 kernel).
+                for i in 0..R {
+                    _mm_prefetch::<_MM_HINT_T1>(rp[i].wrapping_add(2 * R * row_len + t2_block_offset::<P>(b)).cast());
+                }
+            }
+            for i in 0..R {
+                // SAFETY: b < nblocks ≤ t2_blocks_in::<P>(rows[i].len()): the 32 bytes of block b are
+                // in bounds.
+                let c = unsafe { _mm256_loadu_si256(rp[i].add(t2_block_offset::<P>(b)).cast()) };
                 let w0 = _mm256_and_si256(c, m3);
                 let w1 = _mm256_and_si256(_mm256_srli_epi16::<2>(c), m3);
                 let w2 = _mm256_and_si256(_mm256_srli_epi16::<4>(c), m3);
                 let w3 = _mm256_and_si256(_mm256_srli_epi16::<6>(c), m3);
-                for (a, x) in a16_r.iter_mut().zip(xs) {
-                    // SAFETY: b < nblocks ≤ x.len() / 128: bytes 128b .. 128b + 128 are in bounds.
+                for j in 0..T {
+                    // SAFETY: b < nblocks ≤ xs[j].len() / 128: bytes 128b .. 128b + 128 are in bounds.
                     let (x0, x1, x2, x3) = unsafe {
-                        let p = x.as_ptr().add(b * BLOCK);
+                        let p = xp[j].add(b * BLOCK);
                         (
                             _mm256_loadu_si256(p.cast()),
                             _mm256_loadu_si256(p.add(32).cast()),
@@ -89,26 +107,28 @@ fn tern_tile<const R: usize, const T: usize>(rows: &[&[u8]; R], xs: &[&[i8]; T],
                     };
                     let p01 = _mm256_add_epi16(_mm256_maddubs_epi16(w0, x0), _mm256_maddubs_epi16(w1, x1));
                     let p23 = _mm256_add_epi16(_mm256_maddubs_epi16(w2, x2), _mm256_maddubs_epi16(w3, x3));
-                    *a = _mm256_add_epi16(*a, _mm256_add_epi16(p01, p23));
+                    acc16[i][j] = _mm256_add_epi16(acc16[i][j], _mm256_add_epi16(p01, p23));
                 }
             }
             b += 1;
         }
-        for (a32_r, a16_r) in acc32.iter_mut().zip(&acc16) {
-            for (a32, a16) in a32_r.iter_mut().zip(a16_r) {
-                *a32 = _mm256_add_epi32(*a32, _mm256_madd_epi16(*a16, ones));
+        for i in 0..R {
+            for j in 0..T {
+                acc32[i][j] = _mm256_add_epi32(acc32[i][j], _mm256_madd_epi16(acc16[i][j], ones));
             }
         }
     }
-    for (o, a) in out.chunks_exact_mut(T).zip(&acc32) {
-        for (o, a) in o.iter_mut().zip(a) {
-            *o = hsum_epi32(*a);
+    for i in 0..R {
+        for j in 0..T {
+            out[i * T + j] = hsum_epi32(acc32[i][j]);
         }
     }
 }
 
 /// `Σ code·x` for every pair of `rows` (packed T2 rows) and `xs` (int8 activations):
-/// `out[i · xs.len() + j]`. Covers `min(len / 32, len / 128)` whole blocks like the scalar reference.
+/// `out[i · xs.len() + j]`, where consecutive pairs of 32-byte blocks start `pair_stride` bytes apart
+/// (64: T2, 66: ggml TQ2_0). Covers the whole blocks present in every row and activation, like the
+/// scalar reference.
 ///
 /// # Panics
 /// If `out` is shorter than `rows.len() · xs.len()`.
@@ -116,15 +136,39 @@ fn tern_tile<const R: usize, const T: usize>(rows: &[&[u8]; R], xs: &[&[i8]; T],
 /// # Safety
 /// The CPU must support AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-pub(super) fn ternary_tile(rows: &[&[u8]], xs: &[&[i8]], out: &mut [i32]) {
+pub(super) fn ternary_tile(pair_stride: usize, rows: &[&[u8]], xs: &[&[i8]], out: &mut [i32]) {
     let out = &mut out[..rows.len() * xs.len()];
-    tile_shapes!(tern_tile, rows, xs, out; (4, 1), (2, 1), (2, 2), (1, 1), (1, 2), (1, 3), (1, 4));
+    if pair_stride == super::TQ2_PAIR {
+        tile_shapes!(tern_tile_tq2, rows, xs, out; (4, 1), (2, 1), (2, 2), (1, 1), (1, 2), (1, 3), (1, 4));
+        for (i, row) in rows.iter().enumerate() {
+            for (j, x) in xs.iter().enumerate() {
+                let k = i * xs.len() + j;
+                tern_tile_tq2::<1, 1>(&[*row], &[*x], &mut out[k..k + 1]);
+            }
+        }
+        return;
+    }
+    tile_shapes!(tern_tile_t2, rows, xs, out; (4, 1), (2, 1), (2, 2), (1, 1), (1, 2), (1, 3), (1, 4));
     for (i, row) in rows.iter().enumerate() {
         for (j, x) in xs.iter().enumerate() {
             let k = i * xs.len() + j;
-            tern_tile::<1, 1>(&[*row], &[*x], &mut out[k..k + 1]);
+            tern_tile_t2::<1, 1>(&[*row], &[*x], &mut out[k..k + 1]);
         }
     }
+}
+
+/// [`tern_tile`] over T2 rows (32-byte blocks back to back).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn tern_tile_t2<const R: usize, const T: usize>(rows: &[&[u8]; R], xs: &[&[i8]; T], out: &mut [i32]) {
+    tern_tile::<R, T, { super::T2_PAIR }>(rows, xs, out)
+}
+
+/// [`tern_tile`] over ggml TQ2_0 rows (pairs of T2 blocks 66 bytes apart).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn tern_tile_tq2<const R: usize, const T: usize>(rows: &[&[u8]; R], xs: &[&[i8]; T], out: &mut [i32]) {
+    tern_tile::<R, T, { super::TQ2_PAIR }>(rows, xs, out)
 }
 
 /// Load mask (sign bit set) of the first `n` (≤ 8) i32 lanes.
@@ -332,5 +376,247 @@ pub(super) fn widen_f16(src: &[u8], out: &mut [f32]) {
     }
     for (o, c) in out[i..n].iter_mut().zip(src[2 * i..2 * n].chunks_exact(2)) {
         *o = half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32();
+    }
+}
+
+/// T1 blocks whose `vpmaddubsw` results are summed in i16 before widening to i32. Bound: codes are
+/// at most 2 (every byte decodes to digits ≤ 2) and `|x| ≤ 128`, so one `vpmaddubsw` lane is at most
+/// 512 in magnitude; a block adds ten of them (two 32-byte halves × five digit planes) to each lane:
+/// `6 · 10 · 512 = 30720 ≤ 32767`.
+const T1_I16_GROUP: usize = 6;
+const _: () = assert!(T1_I16_GROUP * 10 * 512 <= i16::MAX as usize);
+
+/// `Σ code·x` for an `R × T` tile of T1 rows (64-byte blocks of 320 weights) and tokens.
+///
+/// Digits are decoded arithmetically as ggml's AVX2 TQ1_0 kernel does: `q·3^n mod 256` with byte
+/// adds (`3q = q + q + q`), then `(q'·3) >> 8` as `avg(a, avg(a, 0)) >> 6` with `a = q' ∸ 1`
+/// (exhaustively equal for all 256 bytes), masked to 2 bits.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn t1_tile_k<const R: usize, const T: usize>(rows: &[&[u8]; R], xs: &[&[i8]; T], out: &mut [i32]) {
+    use crate::ternary::{T1_BLOCK, T1_BLOCK_BYTES};
+    let r = rows.iter().map(|r| r.len() / T1_BLOCK_BYTES).min().unwrap_or(0);
+    let nblocks = r.min(xs.iter().map(|x| x.len() / T1_BLOCK).min().unwrap_or(0));
+    let one = _mm256_set1_epi8(1);
+    let m3 = _mm256_set1_epi8(3);
+    let zero = _mm256_setzero_si256();
+    let ones16 = _mm256_set1_epi16(1);
+    let times3 = |v: __m256i| _mm256_add_epi8(v, _mm256_add_epi8(v, v));
+    let digit = |v: __m256i| {
+        let a = _mm256_subs_epu8(v, one);
+        let a = _mm256_avg_epu8(a, _mm256_avg_epu8(a, zero));
+        _mm256_and_si256(_mm256_srli_epi16::<6>(a), m3)
+    };
+    let mut acc32 = [[_mm256_setzero_si256(); T]; R];
+    let rp: [*const u8; R] = core::array::from_fn(|i| rows[i].as_ptr());
+    let xp: [*const i8; T] = core::array::from_fn(|j| xs[j].as_ptr());
+    let mut b = 0;
+    while b < nblocks {
+        let group_end = (b + T1_I16_GROUP).min(nblocks);
+        let mut acc16 = [[_mm256_setzero_si256(); T]; R];
+        while b < group_end {
+            for half in 0..2 {
+                for i in 0..R {
+                    // SAFETY: b < nblocks ≤ rows[i].len() / 64: bytes 64b + 32·half .. + 32 are in bounds.
+                    let mut qn = unsafe { _mm256_loadu_si256(rp[i].add(b * T1_BLOCK_BYTES + 32 * half).cast()) };
+                    for n in 0..5 {
+                        let d = digit(qn);
+                        for j in 0..T {
+                            // SAFETY: b < nblocks ≤ xs[j].len() / 320: bytes 320b + 64n + 32·half .. + 32
+                            // are in bounds.
+                            let xv = unsafe { _mm256_loadu_si256(xp[j].add(b * T1_BLOCK + 64 * n + 32 * half).cast()) };
+                            acc16[i][j] = _mm256_add_epi16(acc16[i][j], _mm256_maddubs_epi16(d, xv));
+                        }
+                        qn = times3(qn);
+                    }
+                }
+            }
+            b += 1;
+        }
+        for i in 0..R {
+            for j in 0..T {
+                acc32[i][j] = _mm256_add_epi32(acc32[i][j], _mm256_madd_epi16(acc16[i][j], ones16));
+            }
+        }
+    }
+    for i in 0..R {
+        for j in 0..T {
+            out[i * T + j] = hsum_epi32(acc32[i][j]);
+        }
+    }
+}
+
+/// `Σ code·x` for every pair of T1 `rows` and int8 activations `xs`: `out[i · xs.len() + j]`, over
+/// the whole blocks present in every row and activation (like the scalar reference).
+///
+/// # Panics
+/// If `out` is shorter than `rows.len() · xs.len()`.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) fn t1_tile(rows: &[&[u8]], xs: &[&[i8]], out: &mut [i32]) {
+    let out = &mut out[..rows.len() * xs.len()];
+    tile_shapes!(t1_tile_k, rows, xs, out; (2, 1), (1, 1), (1, 2), (1, 3), (1, 4));
+    for (i, row) in rows.iter().enumerate() {
+        for (j, x) in xs.iter().enumerate() {
+            let k = i * xs.len() + j;
+            t1_tile_k::<1, 1>(&[*row], &[*x], &mut out[k..k + 1]);
+        }
+    }
+}
+
+/// [`crate::act::quantize_i8_scalar`] with 8 lanes (see the AVX-512 version for the exactness
+/// argument); the tail of fewer than 8 values runs the scalar code with the same scale. `out.len()`
+/// must equal `x.len()`.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) fn quantize_i8(x: &[f32], out: &mut [i8]) -> crate::act::ActScale {
+    let n = x.len().min(out.len());
+    let px = x.as_ptr();
+    let absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF));
+    let mut m = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 ≤ n ≤ x.len().
+        let v = unsafe { _mm256_loadu_ps(px.add(i)) };
+        // maxps returns its second operand when either is NaN: NaN inputs leave `m` unchanged.
+        m = _mm256_max_ps(_mm256_and_ps(v, absmask), m);
+        i += 8;
+    }
+    let mut lanes = [0f32; 8];
+    // SAFETY: `lanes` holds 8 f32.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), m) };
+    let mut max = lanes.iter().fold(0f32, |a, &b| a.max(b));
+    for &v in &x[i..n] {
+        max = max.max(v.abs());
+    }
+    let scale = 127.0f32 / max.max(1e-5);
+    let sv = _mm256_set1_ps(scale);
+    let (lo, hi) = (_mm256_set1_epi32(-128), _mm256_set1_epi32(127));
+    let mut sum = _mm256_setzero_si256();
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 ≤ n ≤ x.len().
+        let v = unsafe { _mm256_loadu_ps(px.add(i)) };
+        let p = _mm256_mul_ps(v, sv);
+        let ok = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_ORD_Q>(p, p));
+        let q = _mm256_and_si256(_mm256_cvtps_epi32(p), ok);
+        let q = _mm256_max_epi32(_mm256_min_epi32(q, hi), lo);
+        sum = _mm256_add_epi32(sum, q);
+        let mut b = [0i32; 8];
+        // SAFETY: `b` holds 8 i32.
+        unsafe { _mm256_storeu_si256(b.as_mut_ptr().cast(), q) };
+        for (o, v) in out[i..i + 8].iter_mut().zip(b) {
+            *o = v as i8;
+        }
+        i += 8;
+    }
+    let mut total = hsum_epi32(sum);
+    for (o, &v) in out[i..n].iter_mut().zip(&x[i..n]) {
+        let q = (v * scale).round_ties_even().clamp(-128.0, 127.0) as i8;
+        total += q as i32;
+        *o = q;
+    }
+    crate::act::ActScale { scale, sum: total }
+}
+
+/// Int8 block dot products for an `R × T` tile (see [`crate::int8`]): `vpmaddubsw` of `|q_w|` with
+/// `vpsignb`-signed activations (pairs ≤ 2·127·127, no saturation), widened per 32 bytes with
+/// `vpmaddwd`, converted to f32 and scaled by `s_w · s_x`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn i8_tile_k<const R: usize, const T: usize>(
+    wq: &[&[i8]; R],
+    ws: &[&[f32]; R],
+    xq: &[&[i8]; T],
+    xs: &[&[f32]; T],
+    out: &mut [f32],
+) {
+    use crate::int8::I8_BLOCK;
+    let nb = wq
+        .iter()
+        .map(|w| w.len() / I8_BLOCK)
+        .chain(ws.iter().map(|s| s.len()))
+        .chain(xq.iter().map(|x| x.len() / I8_BLOCK))
+        .chain(xs.iter().map(|s| s.len()))
+        .min()
+        .unwrap_or(0);
+    let wp: [*const i8; R] = core::array::from_fn(|i| wq[i].as_ptr());
+    let xp: [*const i8; T] = core::array::from_fn(|j| xq[j].as_ptr());
+    let row_len = wq[R - 1].len();
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_ps(); T]; R];
+    for b in 0..nb {
+        if T == 1 {
+            for i in 0..R {
+                _mm_prefetch::<_MM_HINT_T1>(wp[i].wrapping_add(2 * R * row_len + b * I8_BLOCK).cast());
+            }
+        }
+        let mut x0 = [_mm256_setzero_si256(); T];
+        let mut x1 = [_mm256_setzero_si256(); T];
+        let mut sx = [_mm256_setzero_ps(); T];
+        for j in 0..T {
+            // SAFETY: b < nb ≤ xq[j].len() / 64: bytes 64b .. 64b + 64 are in bounds.
+            unsafe {
+                x0[j] = _mm256_loadu_si256(xp[j].add(b * I8_BLOCK).cast());
+                x1[j] = _mm256_loadu_si256(xp[j].add(b * I8_BLOCK + 32).cast());
+            }
+            sx[j] = _mm256_set1_ps(xs[j][b]);
+        }
+        for i in 0..R {
+            // SAFETY: b < nb ≤ wq[i].len() / 64: bytes 64b .. 64b + 64 are in bounds.
+            let (w0, w1) = unsafe {
+                (
+                    _mm256_loadu_si256(wp[i].add(b * I8_BLOCK).cast()),
+                    _mm256_loadu_si256(wp[i].add(b * I8_BLOCK + 32).cast()),
+                )
+            };
+            let (a0, a1) = (_mm256_abs_epi8(w0), _mm256_abs_epi8(w1));
+            let sw = _mm256_set1_ps(ws[i][b]);
+            for j in 0..T {
+                let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(a0, _mm256_sign_epi8(x0[j], w0)), ones);
+                let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(a1, _mm256_sign_epi8(x1[j], w1)), ones);
+                let d = _mm256_cvtepi32_ps(_mm256_add_epi32(p0, p1));
+                acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(d, sw), sx[j], acc[i][j]);
+            }
+        }
+    }
+    for i in 0..R {
+        for j in 0..T {
+            out[i * T + j] = hsum_ps(acc[i][j]);
+        }
+    }
+}
+
+/// `out[i · xq.len() + j]` = the int8 block dot product of row `i` and token `j`.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) fn int8_tile(wq: &[&[i8]], ws: &[&[f32]], xq: &[&[i8]], xs: &[&[f32]], out: &mut [f32]) {
+    let (r, t) = (wq.len(), xq.len());
+    let out = &mut out[..r * t];
+    macro_rules! go {
+        ($r:literal, $t:literal) => {
+            if let (Ok(a), Ok(b), Ok(c), Ok(d)) = (wq.try_into(), ws.try_into(), xq.try_into(), xs.try_into()) {
+                return i8_tile_k::<$r, $t>(a, b, c, d, out);
+            }
+        };
+    }
+    match (r, t) {
+        (4, 1) => go!(4, 1),
+        (1, 1) => go!(1, 1),
+        (1, 2) => go!(1, 2),
+        (1, 3) => go!(1, 3),
+        (1, 4) => go!(1, 4),
+        _ => {}
+    }
+    for i in 0..r {
+        for j in 0..t {
+            i8_tile_k::<1, 1>(&[wq[i]], &[ws[i]], &[xq[j]], &[xs[j]], &mut out[i * t + j..i * t + j + 1]);
+        }
     }
 }
