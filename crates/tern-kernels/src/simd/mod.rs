@@ -193,7 +193,11 @@ fn ternary_tile(isa: Isa, layout: TernaryLayout, rows: &[&[u8]], xs: &[&[i8]], o
 fn gemv_rows() -> usize {
     static R: OnceLock<usize> = OnceLock::new();
     *R.get_or_init(|| {
-        std::env::var("TERN_GEMV_ROWS").ok().and_then(|v| v.parse().ok()).filter(|r| [1, 2, 4, 8].contains(r)).unwrap_or(4)
+        std::env::var("TERN_GEMV_ROWS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|r| [1, 2, 4, 8].contains(r))
+            .unwrap_or(4)
     })
 }
 

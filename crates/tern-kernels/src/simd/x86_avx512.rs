@@ -652,7 +652,8 @@ fn tern_gemv<const R: usize, const P: usize>(rows: &[&[u8]; R], x: &[i8], out: &
             };
             for i in 0..R {
                 // SAFETY: b < nblocks ≤ t2_blocks_in::<P>(rows[i].len()).
-                let c = unsafe { _mm512_broadcast_i64x4(_mm256_loadu_si256(rp[i].add(t2_block_offset::<P>(b)).cast())) };
+                let c =
+                    unsafe { _mm512_broadcast_i64x4(_mm256_loadu_si256(rp[i].add(t2_block_offset::<P>(b)).cast())) };
                 acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], _mm512_and_si512(c, m01), x01);
                 acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], _mm512_and_si512(c, m23), x23);
             }
