@@ -29,6 +29,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The CUDA backend builds and lints without a toolkit (cudarc dynamic loading); its tests skip
+# without a GPU, so CI checks it compiles and is clippy-clean.
+cargo clippy -p tern-cli -p tern-model -p tern-cuda --features tern-cli/cuda --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked --no-fail-fast
