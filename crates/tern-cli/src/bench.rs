@@ -65,8 +65,7 @@ pub struct Args {
     #[arg(long, value_name = "FORMAT")]
     layout: Option<String>,
     /// LM head storage: keep, f32, f16, q8 (Q8_0), i8 (tern int8, 64-blocks), q6 (Q6_K), q4 (Q4_0),
-    /// q4k (Q4_K). Default:
-    /// keep a head the file already stores quantized, q8 for a float head.
+    /// q4k (Q4_K). Default: keep a head the file already stores quantized, i8 for a float head.
     #[arg(long, value_name = "TYPE")]
     head_quant: Option<String>,
     /// Synthetic models: embedding (= tied head) storage: bf16, f16, f32, q8_0, q6_k, q4_k, q4_0.

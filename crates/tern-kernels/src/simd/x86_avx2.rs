@@ -552,7 +552,7 @@ fn i8_tile_k<const R: usize, const T: usize>(
     for b in 0..nb {
         if T == 1 {
             for i in 0..R {
-                _mm_prefetch::<_MM_HINT_T1>(wp[i].wrapping_add(2 * R * row_len + b * I8_BLOCK).cast());
+                _mm_prefetch::<_MM_HINT_T1>(wp[i].wrapping_add(4 * R * row_len + b * I8_BLOCK).cast());
             }
         }
         let mut x0 = [_mm256_setzero_si256(); T];
