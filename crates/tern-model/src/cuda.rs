@@ -34,7 +34,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::linear::{Linear, LinearWeight, TernaryScale};
 use crate::model::{KvCache, KvStore, Logits, Model, SeqInput};
-use crate::plan::{Buf, LinRef, NormRef, Op, Plan};
+use crate::plan::{last_rows, two, Buf, LinRef, NormRef, Op, Plan};
 use crate::{ModelError, Result};
 use tern_cuda::{
     AttnDims, AttnScratch, BatchTables, CudaDense, CudaDevice, CudaLinear, CudaQuant, CudaTernary, CudaWeight,
@@ -932,15 +932,11 @@ impl CudaExec {
                             t_n
                         }
                         Logits::Last => {
-                            let (mut r0, mut k) = (0, 0);
-                            for s in seqs.iter() {
-                                let n = s.tokens.len();
-                                if n > 0 {
-                                    let (x, xn) = two(&mut self.bufs, Buf::X, Buf::Xn);
-                                    self.dev.copy_range(x, (r0 + n - 1) * h, xn, k * h, h).map_err(cu)?;
-                                    k += 1;
-                                }
-                                r0 += n;
+                            let mut k = 0;
+                            for last in last_rows(seqs.iter().map(|s| s.tokens.len())) {
+                                let (x, xn) = two(&mut self.bufs, Buf::X, Buf::Xn);
+                                self.dev.copy_range(x, last * h, xn, k * h, h).map_err(cu)?;
+                                k += 1;
                             }
                             let norm = Norm { weight: final_norm, eps, offset };
                             self.dev.rms_norm_inplace(&mut self.bufs[Buf::Xn.index()], norm, h, k).map_err(cu)?;
@@ -1064,18 +1060,6 @@ impl CudaExec {
 
 fn no_bufs() -> ModelError {
     ModelError::Device("activation buffers not allocated".into())
-}
-
-/// Borrows two distinct buffers, the first shared and the second mutable.
-fn two(bufs: &mut [DeviceBuf<f32>], a: Buf, b: Buf) -> (&DeviceBuf<f32>, &mut DeviceBuf<f32>) {
-    let (ia, ib) = (a.index(), b.index());
-    if ia < ib {
-        let (lo, hi) = bufs.split_at_mut(ib);
-        (&lo[ia], &mut hi[0])
-    } else {
-        let (lo, hi) = bufs.split_at_mut(ia);
-        (&hi[0], &mut lo[ib])
-    }
 }
 
 /// Mutable borrows of distinct buffers, in the order `which` names them (the fusion only groups

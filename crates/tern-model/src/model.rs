@@ -13,7 +13,7 @@
 
 use crate::config::ModelConfig;
 use crate::linear::{Linear, LinearScratch};
-use crate::plan::{Buf, LinRef, Op, Plan};
+use crate::plan::{last_rows, two, Buf, LinRef, Op, Plan};
 use crate::rope::Rope;
 use crate::{ModelError, Result};
 use tern_kernels::ops::{self, AttnShape};
@@ -200,19 +200,6 @@ fn resize(v: &mut Vec<f32>, n: usize) {
     v.resize(n, 0.0);
 }
 
-/// Borrows two distinct buffers, the first shared and the second mutable.
-fn two(bufs: &mut [Vec<f32>; 9], a: Buf, b: Buf) -> (&[f32], &mut [f32]) {
-    assert_ne!(a, b, "plan op reads and writes the same buffer");
-    let (ia, ib) = (a.index(), b.index());
-    if ia < ib {
-        let (lo, hi) = bufs.split_at_mut(ib);
-        (&lo[ia], &mut hi[0])
-    } else {
-        let (lo, hi) = bufs.split_at_mut(ia);
-        (&hi[0], &mut lo[ib])
-    }
-}
-
 impl Model {
     /// Runs `tokens` (positions `cache.len()..`) through the model, appending to the cache, and
     /// leaves the requested logits in `ws.logits` (`rows × vocab`).
@@ -356,16 +343,11 @@ impl Model {
                             t_n
                         }
                         Logits::Last => {
-                            let (mut r0, mut k) = (0, 0);
-                            for s in seqs.iter() {
-                                let n = s.tokens.len();
-                                if n > 0 {
-                                    let last = r0 + n - 1;
-                                    let (src, dst) = (&x[last * h..(last + 1) * h], &mut xn[k * h..(k + 1) * h]);
-                                    ops::rms_norm(src, &self.norm, eps, offset, dst);
-                                    k += 1;
-                                }
-                                r0 += n;
+                            let mut k = 0;
+                            for last in last_rows(seqs.iter().map(|s| s.tokens.len())) {
+                                let (src, dst) = (&x[last * h..(last + 1) * h], &mut xn[k * h..(k + 1) * h]);
+                                ops::rms_norm(src, &self.norm, eps, offset, dst);
+                                k += 1;
                             }
                             k
                         }

@@ -57,6 +57,30 @@ impl Buf {
     }
 }
 
+/// Borrows two distinct activation buffers of an executor (one slot per [`Buf`], in
+/// [`Buf::index`] order), the first shared and the second mutable.
+pub fn two<T>(bufs: &mut [T], a: Buf, b: Buf) -> (&T, &mut T) {
+    assert_ne!(a, b, "plan op reads and writes the same buffer");
+    let (ia, ib) = (a.index(), b.index());
+    if ia < ib {
+        let (lo, hi) = bufs.split_at_mut(ib);
+        (&lo[ia], &mut hi[0])
+    } else {
+        let (lo, hi) = bufs.split_at_mut(ia);
+        (&hi[0], &mut lo[ib])
+    }
+}
+
+/// The stacked rows of a batch whose logits [`Op::Head`] computes for `Logits::Last`: the last row
+/// of every sequence that has tokens, in order, given each sequence's token count.
+pub fn last_rows(lens: impl Iterator<Item = usize>) -> impl Iterator<Item = usize> {
+    lens.scan(0usize, |r0, n| {
+        *r0 += n;
+        Some((n > 0).then(|| *r0 - 1))
+    })
+    .flatten()
+}
+
 /// Which projection of which layer (or the LM head).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LinRef {
