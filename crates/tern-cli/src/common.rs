@@ -70,7 +70,10 @@ impl DeviceArgs {
         let dev = self.parse()?;
         match dev {
             Device::Cpu => Ok(tern_model::Workspace::default()),
-            Device::Cuda(n) => cuda_workspace(model, n),
+            Device::Cuda(n) => {
+                cuda_available().map_err(|why| anyhow::anyhow!("--device cuda:{n}: {why}"))?;
+                cuda_workspace(model, n)
+            }
             Device::Auto => match cuda_available() {
                 Ok(()) => match cuda_workspace(model, 0) {
                     Ok(ws) => Ok(ws),
@@ -103,13 +106,13 @@ fn cuda_available() -> std::result::Result<(), String> {
     }
     #[cfg(not(feature = "cuda"))]
     {
-        Err("this tern was built without the `cuda` feature".into())
+        Err("this tern was built without CUDA support (rebuild with `cargo build --release --features cuda`)".into())
     }
 }
 
+/// Opens GPU `ordinal` (the caller has checked [`cuda_available`]).
 #[cfg(feature = "cuda")]
 fn cuda_workspace(model: &Model, ordinal: usize) -> Result<tern_model::Workspace> {
-    cuda_available().map_err(|why| anyhow::anyhow!("--device cuda:{ordinal}: {why}"))?;
     let ws = tern_model::Workspace::cuda(model, ordinal).with_context(|| format!("CUDA device {ordinal}"))?;
     eprintln!("[tern] device: cuda:{ordinal} ({})", ws.device_name().unwrap_or("?"));
     Ok(ws)
@@ -117,9 +120,8 @@ fn cuda_workspace(model: &Model, ordinal: usize) -> Result<tern_model::Workspace
 
 #[cfg(not(feature = "cuda"))]
 fn cuda_workspace(_model: &Model, ordinal: usize) -> Result<tern_model::Workspace> {
-    anyhow::bail!(
-        "--device cuda:{ordinal}: this tern was built without CUDA support (rebuild with `cargo build --release --features cuda`)"
-    )
+    let why = cuda_available().err().unwrap_or_default();
+    anyhow::bail!("--device cuda:{ordinal}: {why}")
 }
 
 /// A thread pool with `threads` threads (0 = all cores).
