@@ -2,23 +2,11 @@
 //! (codes, scale and code sum), for any length (tails of every size), NaN / infinities / subnormals
 //! included. Paths the CPU lacks are skipped with a message.
 
+mod common;
+
+use common::paths;
 use proptest::prelude::*;
 use tern_kernels::act::{quantize_i8_on, quantize_i8_scalar};
-use tern_kernels::isa::Isa;
-use tern_kernels::simd;
-
-fn paths() -> Vec<Isa> {
-    [Isa::Avx2, Isa::Avx512Vnni]
-        .into_iter()
-        .filter(|&isa| {
-            let ok = simd::best() >= isa;
-            if !ok {
-                eprintln!("skipped: this CPU lacks the {} path", isa.name());
-            }
-            ok
-        })
-        .collect()
-}
 
 fn value() -> impl Strategy<Value = f32> {
     prop_oneof![

@@ -2,24 +2,13 @@
 //! to f32 summation order (the integer block sums are exact), on random shapes with K not a
 //! multiple of the block, 1..7 tokens and 1..3 threads. Paths the CPU lacks are skipped.
 
+mod common;
+
+use common::paths;
 use proptest::prelude::*;
 use tern_kernels::int8::{matmul_on, Int8Acts, Int8Matrix};
 use tern_kernels::isa::Isa;
-use tern_kernels::simd;
 use tern_kernels::ThreadPool;
-
-fn paths() -> Vec<Isa> {
-    [Isa::Avx2, Isa::Avx512Vnni]
-        .into_iter()
-        .filter(|&isa| {
-            let ok = simd::best() >= isa;
-            if !ok {
-                eprintln!("skipped: this CPU lacks the {} path", isa.name());
-            }
-            ok
-        })
-        .collect()
-}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(120))]

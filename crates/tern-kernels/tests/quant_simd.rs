@@ -14,6 +14,9 @@
 //! Shapes cover odd row counts (tile remainders and row chunks), 1–7 tokens (decode and prefill
 //! tiles) and 1–3 threads; a product with many tokens crosses token blocks. SIMD paths the CPU lacks are skipped with a message.
 
+mod common;
+
+use common::Rng;
 use proptest::prelude::*;
 use tern_kernels::buf::ByteBuf;
 use tern_kernels::isa::Isa;
@@ -36,11 +39,9 @@ const TYPES: [GgmlType; 12] = [
     GgmlType::TQ2_0,
 ];
 
-const SIMD_PATHS: [Isa; 2] = [Isa::Avx2, Isa::Avx512Vnni];
-
 /// The SIMD paths this CPU runs; prints the ones it skips.
 fn paths() -> Vec<Isa> {
-    SIMD_PATHS
+    [Isa::Avx2, Isa::Avx512Vnni]
         .into_iter()
         .filter(|&isa| {
             let ok = quant::usable(isa) == isa;
@@ -68,25 +69,6 @@ fn layout(ty: GgmlType) -> (usize, usize, &'static [usize]) {
         GgmlType::TQ1_0 => (256, 54, &[52]),
         GgmlType::TQ2_0 => (256, 66, &[64]),
         _ => unreachable!(),
-    }
-}
-
-/// SplitMix64.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// Uniform in [-scale, scale).
-    fn f32(&mut self, scale: f32) -> f32 {
-        ((self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
     }
 }
 

@@ -3,44 +3,17 @@
 //! an f64 naive product, and the SIMD widening of f16 / bf16 is exact for every bit pattern.
 //! Paths the CPU lacks are skipped with a message.
 
+mod common;
+
+use common::{paths, Rng};
 use proptest::prelude::*;
 use tern_kernels::dense::{self, DenseDType};
 use tern_kernels::isa::Isa;
 use tern_kernels::simd::{self, DenseView};
 use tern_kernels::ThreadPool;
 
-const SIMD_PATHS: [Isa; 2] = [Isa::Avx2, Isa::Avx512Vnni];
 /// Allowed |simd − scalar| relative to `Σ |w·x|`.
 const REL: f64 = 1e-5;
-
-fn paths() -> Vec<Isa> {
-    SIMD_PATHS
-        .into_iter()
-        .filter(|&isa| {
-            let ok = simd::best() >= isa;
-            if !ok {
-                eprintln!("skipped: this CPU lacks the {} path", isa.name());
-            }
-            ok
-        })
-        .collect()
-}
-
-/// SplitMix64.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-scale, scale).
-    fn f32(&mut self, scale: f32) -> f32 {
-        ((self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-    }
-}
 
 fn dtype() -> impl Strategy<Value = DenseDType> {
     prop_oneof![Just(DenseDType::F32), Just(DenseDType::F16), Just(DenseDType::BF16)]

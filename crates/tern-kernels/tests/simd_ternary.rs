@@ -2,40 +2,15 @@
 //! reference (`ternary::dot_codes_scalar`), which is itself checked against a naive `Σ w·x` over the
 //! unpacked `{-1, 0, 1}` weights. Paths the CPU lacks are skipped with a message.
 
+mod common;
+
+use common::{paths, Rng};
 use proptest::prelude::*;
 use tern_kernels::act::ActScale;
 use tern_kernels::isa::Isa;
 use tern_kernels::simd;
 use tern_kernels::ternary::{dot_codes_scalar, QuantizedActs, TernaryMatrix, BLOCK};
 use tern_kernels::ThreadPool;
-
-const SIMD_PATHS: [Isa; 2] = [Isa::Avx2, Isa::Avx512Vnni];
-
-/// The SIMD paths this CPU runs; prints the ones it skips.
-fn paths() -> Vec<Isa> {
-    SIMD_PATHS
-        .into_iter()
-        .filter(|&isa| {
-            let ok = simd::best() >= isa;
-            if !ok {
-                eprintln!("skipped: this CPU lacks the {} path", isa.name());
-            }
-            ok
-        })
-        .collect()
-}
-
-/// SplitMix64.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Weights {

@@ -3,6 +3,9 @@
 //! reference on random shapes (K not a multiple of the block, any byte values, extreme activations).
 //! Paths the CPU lacks are skipped with a message.
 
+mod common;
+
+use common::{paths, Rng};
 use proptest::prelude::*;
 use tern_kernels::act::ActScale;
 use tern_kernels::buf::ByteBuf;
@@ -14,33 +17,6 @@ use tern_kernels::ternary::{
 };
 use tern_kernels::ThreadPool;
 use tern_quants::GgmlType;
-
-const SIMD_PATHS: [Isa; 2] = [Isa::Avx2, Isa::Avx512Vnni];
-
-fn paths() -> Vec<Isa> {
-    SIMD_PATHS
-        .into_iter()
-        .filter(|&isa| {
-            let ok = simd::best() >= isa;
-            if !ok {
-                eprintln!("skipped: this CPU lacks the {} path", isa.name());
-            }
-            ok
-        })
-        .collect()
-}
-
-/// SplitMix64.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
 
 fn values(n: usize, rng: &mut Rng) -> Vec<i8> {
     (0..n).map(|_| (rng.next() % 3) as i8 - 1).collect()
