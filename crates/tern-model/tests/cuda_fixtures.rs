@@ -4,15 +4,13 @@
 //! incremental decode vs the full pass, and batched sequences vs single ones.
 #![cfg(feature = "cuda")]
 
-use std::path::{Path, PathBuf};
-use tern_formats::SafetensorsSet;
+mod common;
+
+use common::{argmax, fixtures_root, reference, rel_l2, top3};
+use std::path::Path;
 use tern_kernels::ThreadPool;
 use tern_model::load::load_hf_dir;
 use tern_model::{KvCache, Logits, Model, SeqInput, Workspace};
-
-fn fixtures_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/hf")
-}
 
 fn gpu() -> bool {
     let ok = tern_cuda::driver_present() && tern_cuda::device_count().unwrap_or(0) > 0;
@@ -22,30 +20,11 @@ fn gpu() -> bool {
     ok
 }
 
-fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (num / den).sqrt()
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().fold(0, |b, (i, x)| if *x > v[b] { i } else { b })
-}
-
-fn top3(v: &[f32]) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
-    idx.truncate(3);
-    idx
-}
-
 fn load(name: &str) -> (Model, Vec<u32>, Vec<f32>, usize) {
     let dir = fixtures_root().join(name);
     let model = load_hf_dir(&dir, None).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let set = SafetensorsSet::open_files(&[dir.join("reference.safetensors")]).unwrap();
-    let ids = set.get("input_ids").unwrap().to_i64().unwrap().into_iter().map(|x| x as u32).collect();
-    let l = set.get("logits").unwrap();
-    (model, ids, l.to_f32().unwrap(), l.shape[1])
+    let r = reference(&dir);
+    (model, r.ids, r.logits, r.vocab)
 }
 
 /// Tolerance between two CUDA runs of the same positions that took different kernel paths: up to 8

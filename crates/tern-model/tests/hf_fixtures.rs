@@ -3,45 +3,12 @@
 //! ‖ours − ref‖₂ / ‖ref‖₂ ≤ 1e-3 and our argmax inside the reference top-3. Also checks that
 //! prefill + token-by-token decode through the KV cache gives the same logits as one full pass.
 
-use std::path::{Path, PathBuf};
-use tern_formats::SafetensorsSet;
+mod common;
+
+use common::{argmax, fixtures_root, reference, rel_l2, top3};
 use tern_kernels::ThreadPool;
 use tern_model::load::load_hf_dir;
 use tern_model::{KvCache, Logits, SeqInput, Workspace};
-
-fn fixtures_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/hf")
-}
-
-struct Reference {
-    ids: Vec<u32>,
-    logits: Vec<f32>,
-    vocab: usize,
-}
-
-fn reference(dir: &Path) -> Reference {
-    let set = SafetensorsSet::open_files(&[dir.join("reference.safetensors")]).unwrap();
-    let ids = set.get("input_ids").unwrap().to_i64().unwrap().into_iter().map(|x| x as u32).collect();
-    let l = set.get("logits").unwrap();
-    Reference { ids, vocab: l.shape[1], logits: l.to_f32().unwrap() }
-}
-
-fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (num / den).sqrt()
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().fold(0, |b, (i, x)| if *x > v[b] { i } else { b })
-}
-
-fn top3(v: &[f32]) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
-    idx.truncate(3);
-    idx
-}
 
 /// Runs one fixture; returns the worst per-position relative L2 error.
 fn check(name: &str) -> f64 {
